@@ -1,0 +1,185 @@
+"""Reading a bundle folder: what `collect` wrote, a capture, or a folder of hand-run outputs.
+
+Whatever cannot be read becomes a CollectorIssue in the bundle (the diagnosis then says what is
+missing and why) rather than an error, except a folder with nothing usable in it at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+from diagnose.bundle import layout
+from diagnose.bundle.nvidia_smi import parse_nvidia_smi_csv
+from diagnose.errors import DoctorError
+from diagnose.readings import (
+    Bundle,
+    CollectorIssue,
+    GpuProcessMemory,
+    MetricsDump,
+    ProcessSample,
+    ServerInfo,
+    SocketCensus,
+)
+from diagnose.redact import redact_command_line
+
+_MARKER = re.compile(r"^### capture t_unix=([0-9.eE+-]+)[^\n]*\n?", re.MULTILINE)
+
+
+def split_dumps(text: str, default_t_unix: float = 0.0) -> list[MetricsDump]:
+    """Splits a metrics file at `### capture t_unix=<float>` lines; no marker means one dump."""
+    marks = list(_MARKER.finditer(text))
+    if not marks:
+        return [MetricsDump(t_unix=default_t_unix, text=text)] if text.strip() else []
+    dumps = []
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        dumps.append(MetricsDump(t_unix=float(mark.group(1)), text=text[mark.end() : end]))
+    return dumps
+
+
+def _find(directory: Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _read_text(path: Path, issues: list[CollectorIssue], collector: str) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        issues.append(
+            CollectorIssue(0.0, collector, f"{path.name} is not UTF-8 (byte {err.start}); unreadable bytes replaced")
+        )
+        return raw.decode("utf-8", errors="replace")
+
+
+def _float(cell: str | None) -> float | None:
+    try:
+        return float(cell) if cell not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _read_processes(path: Path, issues: list[CollectorIssue]) -> list[ProcessSample]:
+    rows = list(csv.reader(io.StringIO(_read_text(path, issues, "host"))))
+    if not rows:
+        return []
+    col = {name.strip(): i for i, name in enumerate(rows[0])}
+    needed = ("t_unix", "pid", "name", "cpu_percent")
+    if any(n not in col for n in needed):
+        issues.append(CollectorIssue(0.0, "host", f"{path.name} lacks columns {needed}: per-process CPU skipped"))
+        return []
+    samples = []
+    for row in rows[1:]:
+        if len(row) < len(rows[0]):
+            continue
+        # A hand-made log may leave the last column (cmd) unquoted: its commas then split it.
+        cmd = ",".join(row[col["cmd"] :]) if "cmd" in col and col["cmd"] == len(rows[0]) - 1 else ""
+        t_unix, pid = _float(row[col["t_unix"]]), _float(row[col["pid"]])
+        if t_unix is None or pid is None:
+            continue
+        samples.append(
+            ProcessSample(
+                t_unix=t_unix,
+                pid=int(pid),
+                ppid=int(_float(row[col["ppid"]]) or 0) if "ppid" in col else 0,
+                name=row[col["name"]].strip(),
+                cpu_percent=_float(row[col["cpu_percent"]]),
+                rss_mb=_float(row[col["rss_mb"]]) if "rss_mb" in col else None,
+                cmd=redact_command_line(cmd.strip()),
+            )
+        )
+    return samples
+
+
+def _read_sockets(path: Path) -> list[SocketCensus]:
+    by_time: dict[float, SocketCensus] = {}
+    for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8", errors="replace"))):
+        t_unix, count = _float(row.get("t_unix")), _float(row.get("count"))
+        if t_unix is None or count is None:
+            continue
+        port = _float(row.get("port"))
+        census = by_time.setdefault(t_unix, SocketCensus(t_unix=t_unix, port=int(port) if port else None))
+        target = census.port_states if row.get("scope") == "port" else census.host_states
+        target[row.get("state") or "?"] = int(count)
+    return [by_time[t] for t in sorted(by_time)]
+
+
+def _read_server(directory: Path, issues: list[CollectorIssue]) -> ServerInfo:
+    server = ServerInfo()
+    path = directory / layout.SERVER
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            known = set(ServerInfo.__dataclass_fields__)
+            server = ServerInfo(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as err:
+            issues.append(CollectorIssue(0.0, "server", f"{layout.SERVER} is unreadable ({err}); server facts skipped"))
+    flags_path = _find(directory, layout.FLAGS)
+    if flags_path and not server.flags:
+        # The captures' server_flags_and_load.txt holds the command line first, then env and load lines.
+        first = flags_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        server.flags = first[0] if first else None
+    if server.flags:
+        server.flags = redact_command_line(server.flags)
+    return server
+
+
+def read_bundle(directory: str | Path) -> Bundle:
+    """Loads a bundle folder; raises DoctorError only when there is nothing to diagnose in it."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise DoctorError(
+            f"no bundle folder at {path}", "pass the folder that `rerank-doctor collect --out` wrote"
+        )
+    bundle = Bundle()
+    issues = bundle.issues
+    issues_path = path / layout.ISSUES
+    if issues_path.is_file():
+        try:
+            issues.extend(CollectorIssue(**i) for i in json.loads(issues_path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, AttributeError):
+            issues.append(CollectorIssue(0.0, "bundle", f"{layout.ISSUES} is unreadable; earlier issues lost"))
+
+    metrics_path = _find(path, layout.METRICS)
+    if metrics_path:
+        bundle.dumps = split_dumps(_read_text(metrics_path, issues, "vllm"), metrics_path.stat().st_mtime)
+    else:
+        issues.append(
+            CollectorIssue(
+                0.0, "vllm", "the bundle has no /metrics dump", f"save `curl URL/metrics` output as {layout.METRICS[0]}"
+            )
+        )
+    gpu_path = _find(path, layout.NVIDIA_SMI)
+    if gpu_path:
+        bundle.gpu, problems = parse_nvidia_smi_csv(_read_text(gpu_path, issues, "gpu"))
+        issues.extend(CollectorIssue(0.0, "gpu", p) for p in problems[:5])
+    gpu_procs = path / layout.GPU_PROCESSES
+    if gpu_procs.is_file():
+        for row in csv.DictReader(io.StringIO(gpu_procs.read_text(encoding="utf-8", errors="replace"))):
+            t_unix, index, pid = _float(row.get("t_unix")), _float(row.get("gpu_index")), _float(row.get("pid"))
+            if t_unix is not None and index is not None and pid is not None:
+                bundle.gpu_processes.append(GpuProcessMemory(t_unix, int(index), int(pid), _float(row.get("used_mib"))))
+    proc_path = _find(path, layout.PROCESSES)
+    if proc_path:
+        bundle.processes = _read_processes(proc_path, issues)
+    if (path / layout.SOCKETS).is_file():
+        bundle.sockets = _read_sockets(path / layout.SOCKETS)
+    sock_text = _find(path, layout.SS_S + layout.SOCKSTAT)
+    if sock_text:
+        bundle.sockstat_text = sock_text.read_text(encoding="utf-8", errors="replace")
+    bundle.server = _read_server(path, issues)
+
+    if not (bundle.dumps or bundle.gpu or bundle.processes or bundle.sockets or bundle.sockstat_text):
+        raise DoctorError(
+            f"{path} holds nothing rerank-doctor can read",
+            f"expected {layout.METRICS[0]}, {layout.NVIDIA_SMI[0]}, {layout.PROCESSES[0]} or {layout.SS_S[0]} "
+            "(see `rerank-doctor collect --help`)",
+        )
+    return bundle

@@ -1,0 +1,10 @@
+"""One module per subcommand. Each defines `HELP` (one line), `add_arguments(parser)` and
+`run(args) -> int`. Only `add_arguments` runs for `--help`, so modules import heavy things inside `run`.
+"""
+
+# (subcommand, module under diagnose.commands); order is the order `--help` lists them.
+SUBCOMMANDS: list[tuple[str, str]] = [
+    ("demo", "demo"),
+    ("collect", "collect"),
+    ("lab", "lab"),
+]

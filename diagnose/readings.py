@@ -1,0 +1,121 @@
+"""Raw readings: what the collectors hand back and what a bundle stores.
+
+These are plain records with no behaviour. Collectors produce them, `diagnose.bundle` saves and loads
+them, `diagnose.derive` turns them into numbers. Unknown is `None`, never 0: a GPU whose power NVML
+cannot read has `power_w=None`, not a power of zero watts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsDump:
+    """One GET of vLLM's /metrics: the exposition text as received, and when."""
+
+    t_unix: float  # seconds since the epoch, taken when the response arrived
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSample:
+    """One GPU at one instant (NVML, or a row of `nvidia-smi --query-gpu ... --format=csv`)."""
+
+    t_unix: float
+    index: int
+    util_pct: float | None  # NVML "utilization.gpu": share of time a kernel was running, not SM occupancy
+    memory_used_mib: float | None
+    memory_total_mib: float | None
+    power_w: float | None
+    sm_clock_mhz: float | None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcessMemory:
+    """GPU memory held by one process on one GPU (NVML running compute processes)."""
+
+    t_unix: float
+    gpu_index: int
+    pid: int
+    used_mib: float | None
+
+
+# The row name a process sample uses for the host as a whole (as in the captures' proc_cpu_1s.csv).
+HOST_TOTAL = "HOST_TOTAL"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """CPU of one process over the interval that ends at `t_unix` (psutil `cpu_percent`).
+
+    `cpu_percent` is in percent of ONE core (200 = two cores busy), as psutil and `top` report it.
+    The host row (`name == HOST_TOTAL`, pid 0) is in percent of ALL cores, and its `rss_mb` is the
+    host's used memory.
+    """
+
+    t_unix: float
+    pid: int
+    ppid: int
+    name: str
+    cpu_percent: float | None
+    rss_mb: float | None
+    cmd: str  # command line, secrets redacted
+
+
+@dataclass(frozen=True, slots=True)
+class SocketCensus:
+    """TCP sockets by state at one instant: on the serving port, and on the whole host.
+
+    State names are the kernel's (`TIME_WAIT`, `ESTABLISHED`, `CLOSE_WAIT`, `SYN_RECV`, ...).
+    `port_states` counts sockets whose local OR remote port is the serving port, so both the server's
+    accepted sockets and a local client's sockets to it are seen. Empty when the port is unknown.
+    """
+
+    t_unix: float
+    port: int | None
+    port_states: dict[str, int] = field(default_factory=dict)
+    host_states: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorIssue:
+    """Why a collector produced nothing (or stopped): a value, not an exception.
+
+    `collector` is one of "vllm", "gpu", "host", "sockets", "server".
+    `fix` is one line telling the user what to do about it.
+    """
+
+    t_unix: float
+    collector: str
+    reason: str
+    fix: str = ""
+
+
+@dataclass(slots=True)
+class ServerInfo:
+    """What the server says about itself: /health, /v1/models, /version, and its command line."""
+
+    url: str | None = None
+    healthy: bool | None = None
+    version: str | None = None
+    model_id: str | None = None
+    max_model_len: int | None = None
+    flags: str | None = None  # the vLLM command line, secrets redacted
+    pids: list[int] = field(default_factory=list)  # the vLLM processes found (API servers, engine core...)
+
+
+@dataclass(slots=True)
+class Bundle:
+    """Everything collected over one window; what `collect` writes and `check --from` reads."""
+
+    dumps: list[MetricsDump] = field(default_factory=list)
+    gpu: list[GpuSample] = field(default_factory=list)
+    gpu_processes: list[GpuProcessMemory] = field(default_factory=list)
+    processes: list[ProcessSample] = field(default_factory=list)
+    sockets: list[SocketCensus] = field(default_factory=list)
+    server: ServerInfo = field(default_factory=ServerInfo)
+    issues: list[CollectorIssue] = field(default_factory=list)
+    # Host-wide socket totals from a hand-run `ss -s` / /proc/net/sockstat, when that is all there is.
+    sockstat_text: str | None = None
