@@ -1,0 +1,1 @@
+"""Pure derivations over recorded readings: no I/O, no psutil, no pynvml."""

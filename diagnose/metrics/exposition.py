@@ -1,0 +1,275 @@
+"""A small, fast parser of the Prometheus text exposition format (version 0.0.4), as vLLM serves it.
+
+Why not prometheus_client's parser: the collector samples /metrics at 1 Hz and all collectors together
+must cost <= 5 ms of CPU per sample, while `text_string_to_metric_families` takes ~16 ms on vLLM's
+54 KB exposition (benchmarks/parse.py measures both). This parser keeps only what the diagnosis reads
+(sample name -> label set -> value, family types, HELP text) and caches the parsed "name{labels}" part
+of each line: from one scrape to the next almost every series string repeats, so the second parse of a
+server's /metrics does one dict lookup and one float() per line.
+
+It never raises on bad input. Each line it cannot read becomes one line in `ParsedDump.problems`
+(capped, with a count of what was left out) and parsing goes on. tests/test_exposition.py checks it
+against prometheus_client's parser on every real dump in the captures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from diagnose.readings import MetricsDump
+
+LabelSet = tuple[tuple[str, str], ...]  # sorted by label name
+
+# A 50 MB garbage body must not become a 50 MB problem list: keep the first few, count the rest.
+MAX_PROBLEMS = 20
+_SNIPPET_CHARS = 100
+
+# The series cache: "name{labels}" text -> (name, LabelSet). Bounded so that a server whose label
+# values never repeat (a request id in a label, say) cannot grow it without limit; it is cleared and
+# rebuilt when full, which costs one slow parse per series.
+_SERIES_CACHE_MAX = 50_000
+_series_cache: dict[str, tuple[str, LabelSet]] = {}
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+# One label pair, from `pos`: name = "value" (escapes \\ \" \n inside the quotes), then ',' or '}'.
+_LABEL_PAIR = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*([,}])')
+_LABELS_END = re.compile(r"[ \t]*}")
+_ESCAPE = re.compile(r"\\(.)")
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+_KNOWN_TYPES = frozenset(
+    {"counter", "gauge", "histogram", "summary", "untyped", "info", "stateset", "gaugehistogram", "unknown"}
+)
+_CAPTURE_MARKER = "### capture t_unix="
+_JSON_START = re.compile(r'[\[{]\s*("[^"\n]*"\s*:|[\[{\]}])')
+_HELP_ESCAPE = re.compile(r"\\[\\n]")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDump:
+    t_unix: float
+    types: dict[str, str]  # family -> counter|gauge|histogram|summary|info|untyped
+    samples: dict[str, dict[LabelSet, float]]  # SAMPLE name -> labels -> value
+    problems: list[str]  # one line per unparseable line (parsing goes on)
+    # HELP text per family. Kept because it is the only place some facts are written down: the old
+    # `gpu_prefix_cache_queries` counted blocks or tokens depending on the vLLM version; its HELP says which.
+    help: dict[str, str] = field(default_factory=dict)
+
+
+def _unescape(text: str) -> str:
+    # Unknown escapes are kept as written, as prometheus_client does; only \\ \" \n have a meaning.
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), text)
+
+
+def _parse_series(line: str) -> tuple[str, LabelSet, int] | str:
+    """Parse "name{a="x",b="y"}" at the start of `line`.
+
+    Returns (name, labels, index just past the closing brace), or a reason (str) when it cannot.
+    """
+    brace = line.find("{")
+    name = line[:brace].rstrip()
+    if not _METRIC_NAME.match(name):
+        return f"invalid metric name {name!r}" if name else "no metric name before '{'"
+    pos = brace + 1
+    pairs: dict[str, str] = {}
+    match_pair = _LABEL_PAIR.match
+    while True:
+        m = match_pair(line, pos)
+        if m is None:
+            end = _LABELS_END.match(line, pos)  # `name{}`, or a trailing comma before '}'
+            if end is not None:
+                break
+            if line.find("}", pos) < 0:
+                return "labels are not closed with '}'"
+            return f"malformed label at column {pos + 1}"
+        label, raw, sep = m.group(1, 2, 3)
+        if label in pairs:
+            return f"label {label!r} given twice"
+        pairs[label] = _unescape(raw) if "\\" in raw else raw
+        pos = m.end()
+        if sep == "}":
+            return name, tuple(sorted(pairs.items())), pos
+    return name, tuple(sorted(pairs.items())), end.end()
+
+
+def _parse_value(token: str) -> float | None:
+    # float() also takes "1_000"; the exposition format does not (neither Go's nor Python's reference parser).
+    if "_" in token:
+        return None
+    try:
+        return float(token)  # NaN, +Inf, -Inf, 1e-05 ... all as Prometheus writes them
+    except ValueError:
+        return None
+
+
+class _Problems:
+    __slots__ = ("dropped", "lines")
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.dropped = 0
+
+    def add(self, message: str) -> None:
+        if len(self.lines) < MAX_PROBLEMS:
+            self.lines.append(message)
+        else:
+            self.dropped += 1
+
+    def result(self) -> list[str]:
+        if self.dropped:
+            return [*self.lines, f"... and {self.dropped} more problem lines not listed"]
+        return self.lines
+
+
+def _snippet(line: str) -> str:
+    return repr(line if len(line) <= _SNIPPET_CHARS else line[:_SNIPPET_CHARS] + "...")
+
+
+def _not_an_exposition(text: str) -> str | None:
+    """A cheap look at the first characters: an HTML page or a JSON body is not worth parsing line by line."""
+    head = text[:200].lstrip()
+    if head.startswith("<"):
+        return (
+            "not a Prometheus exposition: the text starts with '<' (an HTML page: a proxy or login page?);"
+            " point the URL at vLLM's /metrics endpoint"
+        )
+    if _JSON_START.match(head):
+        return (
+            "not a Prometheus exposition: the text is JSON (an API error or a different endpoint);"
+            " point the URL at vLLM's /metrics endpoint"
+        )
+    return None
+
+
+def parse_text(text: str, t_unix: float = 0.0) -> ParsedDump:
+    """Parse one /metrics exposition. Never raises; unreadable lines are listed in `problems`."""
+    types: dict[str, str] = {}
+    helps: dict[str, str] = {}
+    samples: dict[str, dict[LabelSet, float]] = {}
+    problems = _Problems()
+
+    verdict = _not_an_exposition(text)
+    if verdict is not None:
+        return ParsedDump(t_unix, types, samples, [verdict], helps)
+
+    cache = _series_cache
+    lines = text.split("\n")
+    last = len(lines) - 1
+    truncated = not text.endswith("\n") and text != ""
+
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line[0] == "#":
+            if line.startswith("# TYPE "):
+                parts = line.split()
+                if len(parts) != 4:
+                    problems.add(f"line {number}: TYPE line needs a name and a type: {_snippet(line)}")
+                    continue
+                kind = parts[3].lower()
+                if kind not in _KNOWN_TYPES:
+                    problems.add(f"line {number}: unknown metric type {parts[3]!r}")
+                types[parts[2]] = kind
+            elif line.startswith("# HELP "):
+                parts = line.split(None, 3)
+                if len(parts) >= 3:
+                    doc = parts[3] if len(parts) == 4 else ""
+                    if "\\" in doc:  # HELP escapes only \\ and \n (a quote needs no escape there)
+                        doc = _HELP_ESCAPE.sub(lambda m: _ESCAPES[m.group(0)[1]], doc)
+                    helps[parts[2]] = doc
+            # Any other comment (including the bundle's `### capture t_unix=` markers) carries no data.
+            continue
+
+        at_cut = truncated and number - 1 == last  # the unterminated last line of a cut-off response
+        if "{" in line:
+            rb = line.rfind("}")
+            hit = cache.get(line[: rb + 1]) if rb > 0 else None
+            if hit is not None:
+                name, labels = hit
+                rest = line[rb + 1 :]
+            else:
+                parsed = _parse_series(line)
+                if isinstance(parsed, str):
+                    _report(problems, number, parsed, line, at_cut)
+                    continue
+                name, labels, end = parsed
+                if len(cache) >= _SERIES_CACHE_MAX:
+                    cache.clear()
+                cache[line[:end]] = (name, labels)
+                rest = line[end:]
+            tokens = rest.split()
+        else:
+            tokens = line.split()
+            name = tokens[0]
+            labels = ()
+            if name not in samples and not _METRIC_NAME.match(name):
+                _report(problems, number, f"invalid metric name {name!r}", line, at_cut)
+                continue
+            tokens = tokens[1:]
+
+        if not tokens:
+            _report(problems, number, "no value", line, at_cut)
+            continue
+        value = _parse_value(tokens[0])
+        if value is None:
+            _report(problems, number, f"value {tokens[0]!r} is not a number", line, at_cut)
+            continue
+        # An optional timestamp (ms) may follow. We keep the scrape time instead, but a non-number there
+        # means the line is not what it seems. " # {...}" after the value is an OpenMetrics exemplar: ignored.
+        if len(tokens) > 1 and tokens[1] != "#" and (len(tokens) > 2 or _parse_value(tokens[1]) is None):
+            _report(problems, number, "unexpected text after the value", line, at_cut)
+            continue
+
+        series = samples.get(name)
+        if series is None:
+            samples[name] = {labels: value}
+        else:
+            if labels in series:
+                problems.add(f"line {number}: series given twice, the last value wins: {_snippet(line)}")
+            series[labels] = value
+
+    if not samples and not types and not problems.lines and text.strip():
+        problems.add("no metrics found in the text: is this vLLM's /metrics endpoint?")
+    elif not samples and problems.lines:
+        problems.add("no sample could be read: this does not look like a Prometheus exposition")
+    return ParsedDump(t_unix, types, samples, problems.result(), helps)
+
+
+def _report(problems: _Problems, number: int, reason: str, line: str, on_truncated_last_line: bool) -> None:
+    hint = " (the text ends mid-line: truncated response?)" if on_truncated_last_line else ""
+    problems.add(f"line {number}: {reason}{hint}: {_snippet(line)}")
+
+
+def parse_dump(dump: MetricsDump) -> ParsedDump:
+    return parse_text(dump.text, dump.t_unix)
+
+
+def split_captures(text: str) -> list[MetricsDump]:
+    """Split a file of several dumps, each after a `### capture t_unix=<float>` line, into MetricsDumps.
+
+    Text with no marker is one dump with t_unix 0.0 (time unknown). Text before the first marker is
+    kept as a dump of its own only if it holds something other than blank lines.
+    """
+    dumps: list[MetricsDump] = []
+    t_unix = 0.0
+    start = 0
+    pos = 0
+    while True:
+        at = text.find(_CAPTURE_MARKER, pos)
+        while at > 0 and text[at - 1] != "\n":  # the marker must start a line
+            at = text.find(_CAPTURE_MARKER, at + 1)
+        if at < 0:
+            break
+        chunk = text[start:at]
+        if dumps or chunk.strip():
+            dumps.append(MetricsDump(t_unix, chunk))
+        eol = text.find("\n", at)
+        eol = len(text) if eol < 0 else eol
+        value = _parse_value(text[at + len(_CAPTURE_MARKER) : eol].strip())
+        t_unix = value if value is not None else 0.0
+        start = pos = eol + 1
+    chunk = text[start:]
+    if dumps or chunk.strip() or not text:
+        dumps.append(MetricsDump(t_unix, chunk))
+    return dumps
