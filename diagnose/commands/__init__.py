@@ -5,6 +5,9 @@
 # (subcommand, module under diagnose.commands); order is the order `--help` lists them.
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("demo", "demo"),
+    ("check", "check"),
     ("collect", "collect"),
+    ("stress", "stress"),
+    ("bypass", "bypass"),
     ("lab", "lab"),
 ]

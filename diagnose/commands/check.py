@@ -1,0 +1,103 @@
+"""`rerank-doctor check`: diagnose a live vLLM server over a short window, or a saved bundle.
+
+Pipeline: collect (or read a bundle) -> build_evidence -> rules -> report -> text or JSON.
+Exit status 0 when no finding is at or above --fail-on (default warning), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from diagnose.units import positive_duration
+
+HELP = "diagnose a vLLM reranker (live --url, or a bundle with --from): bottleneck, numbers, flags to change"
+
+FAIL_ON = ("info", "warning", "critical")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", help="the live vLLM server, e.g. http://127.0.0.1:8000")
+    source.add_argument(
+        "--from",
+        dest="bundle",
+        type=Path,
+        metavar="BUNDLE",
+        help="a bundle folder from `rerank-doctor collect`",
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_duration,
+        default=10.0,
+        help="live window length (default 10s; with --url)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the report as JSON (schema_version inside)"
+    )
+    parser.add_argument(
+        "--thresholds", type=Path, metavar="FILE", help="TOML file overriding rule thresholds"
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default="warning",
+        help="exit 1 when a finding is at or above this severity (default warning)",
+    )
+    parser.add_argument("--pid", type=int, help="the vLLM API server's pid, if the port does not lead to it")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("VLLM_API_KEY"),
+        help="key for a server started with --api-key (default $VLLM_API_KEY); never printed",
+    )
+    parser.add_argument("--no-gpu", action="store_true", help="skip NVML")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from diagnose.derive.evidence import build_evidence
+    from diagnose.errors import DoctorError
+    from diagnose.exit_status import ExitStatus
+    from diagnose.render.json import render_json
+    from diagnose.render.text import report_renderable
+    from diagnose.report import Severity
+    from diagnose.rules.engine import run_rules
+    from diagnose.thresholds import load
+
+    thresholds = load(args.thresholds)  # before collecting: a typo should not cost a window
+    if args.bundle is not None:
+        from diagnose.bundle import read_bundle
+
+        bundle = read_bundle(args.bundle)
+        source = str(args.bundle)
+    else:
+        from diagnose.collect.run import collect_to_folder
+
+        bundle, _ = collect_to_folder(
+            url=args.url,
+            out=None,
+            duration_s=args.duration,
+            pid=args.pid,
+            api_key=args.api_key,
+            use_gpu=not args.no_gpu,
+            show_progress=not (args.quiet or args.json),
+        )
+        if not bundle.dumps:
+            first = next((i for i in bundle.issues if i.collector == "vllm"), None)
+            raise DoctorError(
+                f"no /metrics from {args.url}" + (f": {first.reason}" if first else ""),
+                (first.fix if first and first.fix else "check the URL and that vLLM is running"),
+                status=ExitStatus.UNREACHABLE,
+            )
+        source = args.url
+
+    report = run_rules(build_evidence(bundle), thresholds, source=source)
+    if args.json:
+        print(render_json(report))
+    else:
+        Console().print(report_renderable(report))
+    fail_on = Severity.parse(args.fail_on)
+    return int(ExitStatus.FINDINGS if report.worst() >= fail_on else ExitStatus.OK)

@@ -1,0 +1,145 @@
+"""Step 1, `cpu` (API server): the one Python process that speaks HTTP is at ~100 % of a core.
+
+The signature measured on vLLM 0.26 / H200 (DESIGN §2): the busiest API-server process near 100 % of one
+core, HTTP latency far above vLLM's e2e, e2e far above queue + inference, GPU mostly idle. The API server
+tokenizes every document, builds the engine requests and turns results into JSON; none of that is GPU
+work, so a faster GPU changes nothing. The frontend ratio (HTTP mean over queue + inference mean) says
+how much latency the frontend adds: ~1-2 unloaded, 6 to 150 in the H200 captures.
+"""
+
+from __future__ import annotations
+
+import math
+
+from diagnose.derive.evidence import Evidence
+from diagnose.report import Finding, Severity, Suggestion
+from diagnose.rules.base import Needs, current_flag, ladder, pct, pick, secs, times
+from diagnose.thresholds import Thresholds
+
+
+def frontend_ratio(ev: Evidence) -> tuple[float | None, str]:
+    """(latency over queue + inference, which latency was used): HTTP when known, else vLLM e2e."""
+    if ev.queue_mean_s is None or ev.inference_mean_s is None:
+        return None, ""
+    engine_s = ev.queue_mean_s + ev.inference_mean_s
+    if engine_s <= 0:
+        return None, ""
+    if ev.http_mean_s is not None:
+        return ev.http_mean_s / engine_s, "http"
+    if ev.e2e_mean_s is not None:
+        return ev.e2e_mean_s / engine_s, "e2e"
+    return None, ""
+
+
+class ApiServerCpuRule:
+    id = "cpu-api-server"
+    step = 1
+    label = "cpu"
+    needs: Needs = (("api_server_cpu_mean_pct", "api_server_cpu_metrics_pct"),)
+
+    def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
+        t = thresholds.of(self.id)
+        cpu = (
+            ev.api_server_cpu_mean_pct
+            if ev.api_server_cpu_mean_pct is not None
+            else ev.api_server_cpu_metrics_pct
+        )
+        if cpu is None or cpu < t["busy_warning_pct"]:
+            return None  # the API server has a core's worth of room: not the limit
+        ratio, basis = frontend_ratio(ev)
+        confidence = "high" if basis == "http" else "medium"
+        source = "host samples" if ev.api_server_cpu_mean_pct is not None else "process_cpu_seconds_total"
+        count = ev.flag_api_server_count or ev.api_server_count
+        who = f"The busiest of {count} API servers" if count and count > 1 else "The API server"
+        # Means, not p95s: the means are exact (sum/count) while the HTTP buckets are coarse above 10 s.
+        chain = (
+            f"HTTP mean {secs(ev.http_mean_s)} ≫ vLLM e2e {secs(ev.e2e_mean_s)} ≫ "
+            f"queue {secs(ev.queue_mean_s)} + inference {secs(ev.inference_mean_s)}"
+            if basis == "http"
+            else f"vLLM e2e {secs(ev.e2e_mean_s)} ≫ queue {secs(ev.queue_mean_s)} + inference "
+            f"{secs(ev.inference_mean_s)} (no HTTP histogram)"
+        )
+        gpu = (
+            f" GPU busy {pct(ev.gpu_util_mean_pct)} (NVML mean)." if ev.gpu_util_mean_pct is not None else ""
+        )
+        detail = (
+            f"{who} used {pct(cpu)} of one core on average ({source}). It is one Python process: "
+            f"it tokenizes every document, builds the engine requests and writes the JSON, none of it on the "
+            f"GPU. {chain}: the frontend adds {times(ratio)} the engine's time.{gpu}"
+        )
+        if ratio is None:
+            severity, confidence = Severity.WARNING, "medium"
+            detail = (
+                f"{who} used {pct(cpu)} of one core on average ({source}): a throughput ceiling. "
+                f"Latency histograms are missing, so how much latency it adds is unknown.{gpu}"
+            )
+        else:
+            severity = ladder(ratio, t["frontend_ratio_warning"], t["frontend_ratio_critical"], info=0.0)
+            if severity == Severity.INFO:
+                # Not yet a fault: busy, but the frontend barely adds latency. The next load step will.
+                return Finding(
+                    rule_id=self.id,
+                    label=self.label,
+                    step=self.step,
+                    severity=Severity.INFO,
+                    title=f"API server busy ({pct(cpu)} of a core) but not yet adding latency",
+                    detail=f"{detail} Throughput is near this process's ceiling.",
+                    numbers=self._numbers(ev, ratio),
+                    confidence=confidence,
+                )
+        current = count or 1
+        proposed = current * (4 if severity == Severity.CRITICAL else 2)
+        suggestions = [
+            Suggestion(
+                "--api-server-count",
+                "raise",
+                current_flag(ev, "--api-server-count", "1"),
+                str(proposed),
+                f"{current} → {proposed} frontend processes share tokenization and HTTP; the engine core may "
+                f"become the next limit (seen at ~630 pairs/s on an H200)",
+            )
+        ]
+        few = thresholds.of("request-pattern")["few_docs_per_call"]
+        if ev.docs_per_call is not None and ev.docs_per_call < few:
+            suggestions.append(
+                Suggestion(
+                    "client: documents per call",
+                    "raise",
+                    f"{ev.docs_per_call:.1f}",
+                    str(math.ceil(few * 4)),
+                    "fewer, larger requests: the per-call HTTP and JSON work is paid once per call",
+                )
+            )
+        return Finding(
+            rule_id=self.id,
+            label=self.label,
+            step=self.step,
+            severity=severity,
+            title=f"API-server CPU-bound: {pct(cpu)} of one core; frontend adds {times(ratio)} engine time",
+            detail=detail,
+            numbers=self._numbers(ev, ratio),
+            suggestions=suggestions,
+            confidence=confidence,
+        )
+
+    @staticmethod
+    def _numbers(ev: Evidence, ratio: float | None) -> dict[str, float | int | str | None]:
+        numbers = pick(
+            ev,
+            "api_server_cpu_mean_pct",
+            "api_server_cpu_max_pct",
+            "api_server_cpu_metrics_pct",
+            "api_server_count",
+            "http_mean_s",
+            "http_p95_s",
+            "e2e_mean_s",
+            "queue_mean_s",
+            "inference_mean_s",
+            "gpu_util_mean_pct",
+            "docs_per_call",
+        )
+        numbers["frontend_ratio"] = ratio
+        return numbers
+
+
+RULE = ApiServerCpuRule()

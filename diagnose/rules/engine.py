@@ -1,0 +1,69 @@
+"""Runs every rule over one Evidence and builds the Report: findings worst first, skipped rules with
+their reasons, and a verdict.
+
+The verdict is the worst finding's label when it is a warning or worse; otherwise `healthy`, with the
+headroom finding. Confidence of a healthy verdict drops when the main triage rules could not run (no
+GPU or CPU readings) or when the window saw no traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from diagnose.derive.evidence import Evidence
+from diagnose.report import Finding, Report, Severity, Skipped, Verdict
+from diagnose.rules import RULES
+from diagnose.rules.base import Rule, skip_reason
+from diagnose.rules.healthy import RULE as HEALTHY
+from diagnose.rules.healthy import is_idle
+from diagnose.thresholds import Thresholds
+
+# Without these a "healthy" verdict cannot be claimed with full confidence.
+TRIAGE = ("gpu", "cpu-api-server", "cpu-engine-core")
+
+
+def run_rules(
+    evidence: Evidence,
+    thresholds: Thresholds | None = None,
+    *,
+    source: str = "",
+    rules: Sequence[Rule] = RULES,
+) -> Report:
+    thresholds = thresholds or Thresholds()
+    findings: list[tuple[int, Finding]] = []
+    skipped: list[Skipped] = []
+    for order, rule in enumerate(rules):
+        reason = skip_reason(rule, evidence)
+        if reason is not None:
+            skipped.append(Skipped(rule.id, reason))
+            continue
+        finding = rule.evaluate(evidence, thresholds)
+        if finding is not None:
+            findings.append((order, finding))
+    findings.sort(key=lambda pair: (-pair[1].severity, pair[1].step, pair[0]))
+    ordered = [f for _, f in findings]
+
+    worst = ordered[0] if ordered else None
+    if worst is not None and worst.severity >= Severity.WARNING:
+        verdict = Verdict(worst.label, worst.severity, worst.confidence, worst.rule_id)
+    else:
+        healthy = HEALTHY.evaluate(evidence, thresholds)
+        assert healthy is not None  # the healthy rule always answers
+        ordered.insert(0, healthy)
+        skipped_ids = {s.rule_id for s in skipped}
+        if is_idle(evidence) or all(rule_id in skipped_ids for rule_id in TRIAGE):
+            confidence = "low"
+        elif any(rule_id in skipped_ids for rule_id in TRIAGE):
+            confidence = "medium"
+        else:
+            confidence = "high"
+        verdict = Verdict("healthy", Severity.OK, confidence, HEALTHY.id)
+    return Report(
+        verdict=verdict,
+        findings=ordered,
+        skipped=skipped,
+        evidence=evidence.as_dict(),
+        missing=dict(evidence.missing),
+        source=source,
+        window_s=evidence.window_s,
+    )

@@ -1,0 +1,64 @@
+"""Step 1, `network`: a TIME_WAIT flood on the serving port — clients open a connection per call.
+
+Each closed TCP connection sits in TIME_WAIT for 60 s on Linux, so TIME_WAIT ≈ calls per minute means
+no connection is reused: every call pays a TCP (and TLS) handshake, and at ~28 k sockets the client runs
+out of ephemeral ports. Only the serving port's own count is judged: host-wide TIME_WAIT can come from
+anything on the host (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+from diagnose.derive.evidence import Evidence
+from diagnose.report import Finding, Severity, Suggestion
+from diagnose.rules.base import Needs, count, ladder, pick
+from diagnose.thresholds import Thresholds
+
+TIME_WAIT_S = 60.0  # Linux's fixed TIME_WAIT length (TCP_TIMEWAIT_LEN)
+
+
+class ConnectionsRule:
+    id = "network-connections"
+    step = 1
+    label = "network"
+    needs: Needs = ("time_wait_on_port_max",)
+
+    def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
+        t = thresholds.of(self.id)
+        tw = ev.time_wait_on_port_max
+        severity = ladder(tw, t["time_wait_warning"], t["time_wait_critical"])
+        if tw is None or severity == Severity.OK:
+            return None  # connections are reused (or traffic is light): not a fault
+        port = f" {ev.serving_port}" if ev.serving_port else ""
+        reuse = ""
+        if ev.calls_per_s:
+            share = tw / (ev.calls_per_s * TIME_WAIT_S)
+            reuse = (
+                f" At {ev.calls_per_s:.1f} calls/s, a minute of calls is "
+                f"{count(ev.calls_per_s * TIME_WAIT_S)}: "
+                f"about {min(share, 1.0) * 100:.0f} % of calls opened a new connection."
+            )
+        return Finding(
+            rule_id=self.id,
+            label=self.label,
+            step=self.step,
+            severity=severity,
+            title=f"TIME_WAIT flood on port{port}: {count(tw)} sockets — clients do not reuse connections",
+            detail=f"Up to {count(tw)} sockets on the serving port were in TIME_WAIT (each stays 60 s after "
+            f"close).{reuse} Every new connection costs a TCP handshake (and TLS), and ~28 k of them exhaust "
+            "the client's ephemeral ports.",
+            numbers=pick(
+                ev, "time_wait_on_port_max", "established_on_port_max", "calls_per_s", "serving_port"
+            ),
+            suggestions=[
+                Suggestion(
+                    "client: HTTP keep-alive",
+                    "enable",
+                    "new connection per call",
+                    "one pooled session (requests.Session, aiohttp.ClientSession, httpx.Client)",
+                    "reusing connections removes the handshake from every call and the TIME_WAIT pile-up",
+                )
+            ],
+        )
+
+
+RULE = ConnectionsRule()

@@ -1,0 +1,57 @@
+"""Step 1, `network`: the client sees much more latency than the server measures.
+
+The server's HTTP histogram starts when the request is read and stops when the response is written;
+whatever the client sees beyond that is spent outside the server: connection setup, proxies, the
+network, or a client too busy to read responses. Needs a stress report (the client's view).
+"""
+
+from __future__ import annotations
+
+from diagnose.derive.evidence import Evidence
+from diagnose.report import Finding, Severity, Suggestion
+from diagnose.rules.base import Needs, ladder, pick, secs, times
+from diagnose.thresholds import Thresholds
+
+
+class NetworkLatencyRule:
+    id = "network-latency"
+    step = 1
+    label = "network"
+    needs: Needs = ("client_mean_s", "http_mean_s")
+
+    def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
+        t = thresholds.of(self.id)
+        client, server = ev.client_mean_s, ev.http_mean_s
+        if client is None or server is None or server <= 0:
+            return None
+        ratio, gap = client / server, client - server
+        severity = ladder(ratio, t["client_over_server_warning"], t["client_over_server_critical"])
+        if severity == Severity.OK or gap < t["min_gap_s"]:
+            return None  # the client sees what the server measures: no time lost in between
+        return Finding(
+            rule_id=self.id,
+            label=self.label,
+            step=self.step,
+            severity=severity,
+            title=f"Time lost between client and server: client {secs(client)} vs server {secs(server)}",
+            detail=f"The client's mean latency is {secs(client)} but the server's HTTP mean is "
+            f"{secs(server)} "
+            f"({times(ratio)}, {secs(gap)} per call outside the server): connection setup, proxies, the "
+            f"network, or a client too busy to read its responses.",
+            numbers=pick(
+                ev, "client_mean_s", "client_p95_s", "http_mean_s", "http_p95_s", "time_wait_on_port_max"
+            ),
+            suggestions=[
+                Suggestion(
+                    "client: HTTP keep-alive",
+                    "enable",
+                    None,
+                    "one pooled session",
+                    "removes per-call connection setup; also check proxies and the client's own CPU",
+                )
+            ],
+            confidence="medium",
+        )
+
+
+RULE = NetworkLatencyRule()
