@@ -44,7 +44,10 @@ def main() -> int:
     for name, (best, median) in results.items():
         print(f"{name:32s} best {best * 1000:6.1f} ms  median {median * 1000:6.1f} ms")
     ours = results["rerank-doctor --help"][1]
-    print(f"--help median / interpreter floor: {ours / floor:.2f}x; / eager-import reference: {ours / eager:.2f}x")
+    print(
+        f"--help median / interpreter floor: {ours / floor:.2f}x; "
+        f"/ eager-import reference: {ours / eager:.2f}x"
+    )
     verdict = "PASS" if ours <= BUDGET_S else "FAIL"
     print(f"{verdict}: --help median {ours * 1000:.0f} ms against a budget of {BUDGET_S * 1000:.0f} ms")
     return 0 if ours <= BUDGET_S else 1

@@ -8,6 +8,7 @@ cannot read has `power_w=None`, not a power of zero watts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +120,5 @@ class Bundle:
     issues: list[CollectorIssue] = field(default_factory=list)
     # Host-wide socket totals from a hand-run `ss -s` / /proc/net/sockstat, when that is all there is.
     sockstat_text: str | None = None
+    # The client's view of the same window, when a `stress` run drove it: LoadReport.to_dict() (stress.json).
+    stress: dict[str, Any] | None = None

@@ -28,7 +28,7 @@ def serve(routes: dict[str, Route], seen_headers: list[dict[str, str]] | None = 
     """
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if seen_headers is not None:
                 seen_headers.append(dict(self.headers.items()))
             route = routes.get(self.path.split("?")[0])
@@ -108,7 +108,7 @@ def serve_gzip(path: str, compressed: bytes) -> Iterator[str]:
     """Serves one gzip-encoded body, as prometheus_client does for clients that accept gzip."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path != path:
                 self.send_error(404)
                 return

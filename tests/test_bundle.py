@@ -25,8 +25,10 @@ from diagnose.readings import (
 def test_capture_folder_loads_with_its_own_file_names(captures_dir: Path) -> None:
     bundle = read_bundle(captures_dir / "s3_gpu_saturated_c64_d80_w300")
     # metrics_series_5s.txt holds one dump per `### capture` line.
-    markers = (captures_dir / "s3_gpu_saturated_c64_d80_w300" / "metrics_series_5s.txt").read_text().count(
-        "### capture t_unix="
+    markers = (
+        (captures_dir / "s3_gpu_saturated_c64_d80_w300" / "metrics_series_5s.txt")
+        .read_text()
+        .count("### capture t_unix=")
     )
     assert len(bundle.dumps) == markers > 2
     assert bundle.dumps[0].t_unix < bundle.dumps[-1].t_unix
@@ -55,12 +57,17 @@ def test_round_trip_keeps_every_reading(tmp_path: Path) -> None:
         ],
         gpu_processes=[GpuProcessMemory(100.0, 0, 4242, 1234.0), GpuProcessMemory(100.0, 1, 4243, None)],
         processes=[
-            ProcessSample(100.0, 4242, 1, "python3", 99.5, 512.0, "python -m vllm.entrypoints.openai.api_server, x"),
+            ProcessSample(
+                100.0, 4242, 1, "python3", 99.5, 512.0, "python -m vllm.entrypoints.openai.api_server, x"
+            ),
             ProcessSample(100.0, 0, 0, "HOST_TOTAL", 50.0, 2048.0, "host"),
         ],
         sockets=[SocketCensus(100.0, 8000, {"TIME_WAIT": 30000, "ESTABLISHED": 4}, {"TIME_WAIT": 30010})],
-        server=ServerInfo(url="http://127.0.0.1:8000", healthy=True, version="0.32.0", model_id="m", max_model_len=2048),
+        server=ServerInfo(
+            url="http://127.0.0.1:8000", healthy=True, version="0.32.0", model_id="m", max_model_len=2048
+        ),
         issues=[CollectorIssue(101.0, "gpu", "NVML failed mid-run", "check the driver")],
+        stress={"schema_version": 1, "client": {"p95_s": 0.7}},
     )
     read = read_bundle(write_bundle(bundle, tmp_path / "b"))
     assert read.dumps == bundle.dumps
@@ -70,6 +77,7 @@ def test_round_trip_keeps_every_reading(tmp_path: Path) -> None:
     assert read.sockets == bundle.sockets
     assert read.server.max_model_len == 2048 and read.server.version == "0.32.0"
     assert read.issues == bundle.issues
+    assert read.stress == bundle.stress
 
 
 def test_api_key_in_flags_is_never_written(tmp_path: Path) -> None:

@@ -250,3 +250,14 @@ def test_s5_capture_shows_tiny_pairs_and_an_api_server_at_a_core(captures_dir):
     assert ev.api_server_cpu_mean_pct > 95
     # the API server's own counter agrees with the host samples within a few points
     assert ev.api_server_cpu_metrics_pct == pytest.approx(ev.api_server_cpu_mean_pct, abs=10)
+
+
+def test_a_bundles_stress_report_gives_the_client_view(captures_dir) -> None:
+    from diagnose.bundle import read_bundle
+    from diagnose.derive.evidence import build_evidence
+
+    bundle = read_bundle(captures_dir / "s3_gpu_saturated_c64_d80_w300")
+    assert build_evidence(bundle).client_mean_s is None
+    bundle.stress = {"latency": {"count": 393, "mean_s": 9.75, "p95_s": 10.4}}
+    ev = build_evidence(bundle)
+    assert (ev.client_mean_s, ev.client_p95_s) == (9.75, 10.4)

@@ -49,8 +49,16 @@ class FakeVllm:
 
 
 class FakeGpu:
-    def __init__(self, clock: FakeClock, start_issue: CollectorIssue | None = None, fail_after: int | None = None):
-        self.clock, self.start_issue, self.fail_after, self.calls, self.closed = clock, start_issue, fail_after, 0, False
+    def __init__(
+        self, clock: FakeClock, start_issue: CollectorIssue | None = None, fail_after: int | None = None
+    ):
+        self.clock, self.start_issue, self.fail_after, self.calls, self.closed = (
+            clock,
+            start_issue,
+            fail_after,
+            0,
+            False,
+        )
 
     def start(self) -> CollectorIssue | None:
         return self.start_issue
@@ -66,7 +74,9 @@ class FakeGpu:
 
 
 class FakeHost:
-    def find_vllm(self, port: int | None, pid: int | None) -> tuple[list[int], str | None, CollectorIssue | None]:
+    def find_vllm(
+        self, port: int | None, pid: int | None
+    ) -> tuple[list[int], str | None, CollectorIssue | None]:
         return [42], "python -m vllm.entrypoints.openai.api_server --api-key ***", None
 
     def sample(self, pids: list[int]) -> list[ProcessSample]:
@@ -80,7 +90,9 @@ class FakeSockets:
 
 def test_window_has_a_before_and_an_after_scrape_and_samples_every_beat() -> None:
     clock = FakeClock()
-    sources = Sources(vllm=FakeVllm(clock), gpu=FakeGpu(clock), host=FakeHost(), sockets=FakeSockets(), port=8000)
+    sources = Sources(
+        vllm=FakeVllm(clock), gpu=FakeGpu(clock), host=FakeHost(), sockets=FakeSockets(), port=8000
+    )
     bundle = collect_window(
         sources, duration_s=10, interval_s=1, metrics_interval_s=5, clock=clock.clock, sleep=clock.sleep
     )
@@ -96,7 +108,10 @@ def test_unreachable_server_stops_at_once_with_the_reason() -> None:
         Sources(vllm=FakeVllm(clock, reachable=False)), duration_s=30, clock=clock.clock, sleep=clock.sleep
     )
     assert bundle.dumps == [] and clock.sleeps == 0
-    assert [i.reason for i in bundle.issues] == ["connection refused", "connection refused at http://127.0.0.1:9"]
+    assert [i.reason for i in bundle.issues] == [
+        "connection refused",
+        "connection refused at http://127.0.0.1:9",
+    ]
 
 
 def test_ctrl_c_mid_window_keeps_what_was_collected_on_disk(tmp_path: Path) -> None:
@@ -104,7 +119,11 @@ def test_ctrl_c_mid_window_keeps_what_was_collected_on_disk(tmp_path: Path) -> N
     gpu = FakeGpu(clock)
     with BundleWriter(tmp_path / "b") as writer:
         bundle = collect_window(
-            Sources(vllm=FakeVllm(clock), gpu=gpu), duration_s=30, writer=writer, clock=clock.clock, sleep=clock.sleep
+            Sources(vllm=FakeVllm(clock), gpu=gpu),
+            duration_s=30,
+            writer=writer,
+            clock=clock.clock,
+            sleep=clock.sleep,
         )
     assert gpu.closed
     assert any("interrupted after" in i.reason for i in bundle.issues)
@@ -117,7 +136,9 @@ def test_ctrl_c_mid_window_keeps_what_was_collected_on_disk(tmp_path: Path) -> N
 def test_no_nvml_is_stated_once_and_not_retried() -> None:
     clock = FakeClock()
     gpu = FakeGpu(clock, start_issue=CollectorIssue(0, "gpu", "no NVIDIA driver/NVML on this host"))
-    bundle = collect_window(Sources(vllm=FakeVllm(clock), gpu=gpu), duration_s=5, clock=clock.clock, sleep=clock.sleep)
+    bundle = collect_window(
+        Sources(vllm=FakeVllm(clock), gpu=gpu), duration_s=5, clock=clock.clock, sleep=clock.sleep
+    )
     assert gpu.calls == 0 and bundle.gpu == []
     assert [i.collector for i in bundle.issues] == ["gpu"]
     assert len(bundle.dumps) >= 2  # the rest of the window went on
@@ -139,6 +160,10 @@ def test_nvml_failing_mid_run_keeps_earlier_samples_and_says_so_once() -> None:
 def test_short_windows_still_get_two_scrapes(duration_s: float) -> None:
     clock = FakeClock()
     bundle = collect_window(
-        Sources(vllm=FakeVllm(clock)), duration_s=duration_s, metrics_interval_s=5, clock=clock.clock, sleep=clock.sleep
+        Sources(vllm=FakeVllm(clock)),
+        duration_s=duration_s,
+        metrics_interval_s=5,
+        clock=clock.clock,
+        sleep=clock.sleep,
     )
     assert len(bundle.dumps) == 2

@@ -94,7 +94,9 @@ def test_api_key_is_sent_as_bearer_and_never_in_the_issue() -> None:
 
 
 def test_html_instead_of_metrics_is_named() -> None:
-    with serve({"/metrics": Route(body=b"<!doctype html><html>login</html>", content_type="text/html")}) as url:
+    with serve(
+        {"/metrics": Route(body=b"<!doctype html><html>login</html>", content_type="text/html")}
+    ) as url:
         issue = VllmSource(url).scrape()
     assert isinstance(issue, CollectorIssue) and "returned HTML" in issue.reason
 
@@ -133,7 +135,10 @@ def test_disable_log_stats_is_said_once_not_guessed() -> None:
 
 
 def test_prometheus_spelling_counts_as_engine_metrics() -> None:
-    assert VllmSource("http://127.0.0.1:1").has_engine_metrics(MetricsDump(1.0, "vllm_num_requests_waiting 0\n")) is None
+    assert (
+        VllmSource("http://127.0.0.1:1").has_engine_metrics(MetricsDump(1.0, "vllm_num_requests_waiting 0\n"))
+        is None
+    )
 
 
 def test_server_info_reads_health_version_and_max_model_len() -> None:
@@ -147,7 +152,12 @@ def test_server_info_reads_health_version_and_max_model_len() -> None:
     }
     with serve(routes) as url:
         info, issues = VllmSource(url).server_info()
-    assert (info.healthy, info.version, info.model_id, info.max_model_len) == (True, "0.32.0", "lab-reranker", 2048)
+    assert (info.healthy, info.version, info.model_id, info.max_model_len) == (
+        True,
+        "0.32.0",
+        "lab-reranker",
+        2048,
+    )
     assert issues == []
 
 

@@ -17,6 +17,7 @@ GPU_PROCESSES = "gpu-processes.csv"  # t_unix,gpu_index,pid,used_mib
 SOCKETS = "sockets.csv"  # t_unix,port,scope,state,count — scope "port" (serving port) or "host"
 SERVER = "server.json"  # ServerInfo: /health, /version, /v1/models
 ISSUES = "issues.json"  # CollectorIssue list: why something is missing
+STRESS = "stress.json"  # the client's view from `rerank-doctor stress` over the same window
 MANIFEST = "bundle.json"  # schema version, tool version, how it was collected
 
 # One /metrics dump per marker line; a file with no marker is a single dump taken at an unknown time.

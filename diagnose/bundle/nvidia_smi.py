@@ -69,7 +69,9 @@ def parse_nvidia_smi_csv(text: str) -> tuple[list[GpuSample], list[str]]:
         return [], ["nvidia-smi log is empty"]
     header = [h.split(" [")[0].strip() for h in rows[0]]
     if "timestamp" not in header and "t_unix" not in header:
-        return [], ["nvidia-smi log has no timestamp column: run it with --query-gpu=timestamp,... --format=csv"]
+        return [], [
+            "nvidia-smi log has no timestamp column: run it with --query-gpu=timestamp,... --format=csv"
+        ]
     col = {name: i for i, name in enumerate(header)}
     samples: list[GpuSample] = []
     last_stamp: str | None = None
@@ -80,7 +82,9 @@ def parse_nvidia_smi_csv(text: str) -> tuple[list[GpuSample], list[str]]:
         if len(row) < len(header):
             problems.append(f"nvidia-smi log line {line_no}: {len(row)} columns, header has {len(header)}")
             continue
-        if row[0].strip() == rows[0][0].strip():  # a repeated header (nvidia-smi restarted into the same file)
+        if (
+            row[0].strip() == rows[0][0].strip()
+        ):  # a repeated header (nvidia-smi restarted into the same file)
             continue
         t_unix = _number(row[col["t_unix"]]) if "t_unix" in col else None
         stamp = row[col["timestamp"]].strip() if "timestamp" in col else ""
@@ -122,7 +126,9 @@ def format_nvidia_smi_csv(samples: Iterable[GpuSample]) -> str:
     """The same format nvidia-smi writes, plus `t_unix`, so either tool's log reads the same way."""
     lines = [HEADER]
     for s in samples:
-        stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(s.t_unix)) + f".{int(s.t_unix % 1 * 1000):03d}"
+        stamp = (
+            time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(s.t_unix)) + f".{int(s.t_unix % 1 * 1000):03d}"
+        )
         name = (s.name or "").replace(",", " ")
         lines.append(
             ", ".join(

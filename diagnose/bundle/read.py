@@ -54,7 +54,9 @@ def _read_text(path: Path, issues: list[CollectorIssue], collector: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         issues.append(
-            CollectorIssue(0.0, collector, f"{path.name} is not UTF-8 (byte {err.start}); unreadable bytes replaced")
+            CollectorIssue(
+                0.0, collector, f"{path.name} is not UTF-8 (byte {err.start}); unreadable bytes replaced"
+            )
         )
         return raw.decode("utf-8", errors="replace")
 
@@ -73,7 +75,9 @@ def _read_processes(path: Path, issues: list[CollectorIssue]) -> list[ProcessSam
     col = {name.strip(): i for i, name in enumerate(rows[0])}
     needed = ("t_unix", "pid", "name", "cpu_percent")
     if any(n not in col for n in needed):
-        issues.append(CollectorIssue(0.0, "host", f"{path.name} lacks columns {needed}: per-process CPU skipped"))
+        issues.append(
+            CollectorIssue(0.0, "host", f"{path.name} lacks columns {needed}: per-process CPU skipped")
+        )
         return []
     samples = []
     for row in rows[1:]:
@@ -120,7 +124,9 @@ def _read_server(directory: Path, issues: list[CollectorIssue]) -> ServerInfo:
             known = set(ServerInfo.__dataclass_fields__)
             server = ServerInfo(**{k: v for k, v in data.items() if k in known})
         except (ValueError, TypeError, AttributeError) as err:
-            issues.append(CollectorIssue(0.0, "server", f"{layout.SERVER} is unreadable ({err}); server facts skipped"))
+            issues.append(
+                CollectorIssue(0.0, "server", f"{layout.SERVER} is unreadable ({err}); server facts skipped")
+            )
     flags_path = _find(directory, layout.FLAGS)
     if flags_path and not server.flags:
         # The captures' server_flags_and_load.txt holds the command line first, then env and load lines.
@@ -145,7 +151,9 @@ def read_bundle(directory: str | Path) -> Bundle:
         try:
             issues.extend(CollectorIssue(**i) for i in json.loads(issues_path.read_text(encoding="utf-8")))
         except (ValueError, TypeError, AttributeError):
-            issues.append(CollectorIssue(0.0, "bundle", f"{layout.ISSUES} is unreadable; earlier issues lost"))
+            issues.append(
+                CollectorIssue(0.0, "bundle", f"{layout.ISSUES} is unreadable; earlier issues lost")
+            )
 
     metrics_path = _find(path, layout.METRICS)
     if metrics_path:
@@ -153,7 +161,10 @@ def read_bundle(directory: str | Path) -> Bundle:
     else:
         issues.append(
             CollectorIssue(
-                0.0, "vllm", "the bundle has no /metrics dump", f"save `curl URL/metrics` output as {layout.METRICS[0]}"
+                0.0,
+                "vllm",
+                "the bundle has no /metrics dump",
+                f"save `curl URL/metrics` output as {layout.METRICS[0]}",
             )
         )
     gpu_path = _find(path, layout.NVIDIA_SMI)
@@ -163,9 +174,15 @@ def read_bundle(directory: str | Path) -> Bundle:
     gpu_procs = path / layout.GPU_PROCESSES
     if gpu_procs.is_file():
         for row in csv.DictReader(io.StringIO(gpu_procs.read_text(encoding="utf-8", errors="replace"))):
-            t_unix, index, pid = _float(row.get("t_unix")), _float(row.get("gpu_index")), _float(row.get("pid"))
+            t_unix, index, pid = (
+                _float(row.get("t_unix")),
+                _float(row.get("gpu_index")),
+                _float(row.get("pid")),
+            )
             if t_unix is not None and index is not None and pid is not None:
-                bundle.gpu_processes.append(GpuProcessMemory(t_unix, int(index), int(pid), _float(row.get("used_mib"))))
+                bundle.gpu_processes.append(
+                    GpuProcessMemory(t_unix, int(index), int(pid), _float(row.get("used_mib")))
+                )
     proc_path = _find(path, layout.PROCESSES)
     if proc_path:
         bundle.processes = _read_processes(proc_path, issues)
@@ -175,11 +192,21 @@ def read_bundle(directory: str | Path) -> Bundle:
     if sock_text:
         bundle.sockstat_text = sock_text.read_text(encoding="utf-8", errors="replace")
     bundle.server = _read_server(path, issues)
+    stress_path = path / layout.STRESS
+    if stress_path.is_file():
+        try:
+            loaded = json.loads(stress_path.read_text(encoding="utf-8"))
+            bundle.stress = loaded if isinstance(loaded, dict) else None
+        except ValueError:
+            issues.append(
+                CollectorIssue(0.0, "stress", f"{layout.STRESS} is unreadable; the client's view is skipped")
+            )
 
     if not (bundle.dumps or bundle.gpu or bundle.processes or bundle.sockets or bundle.sockstat_text):
         raise DoctorError(
             f"{path} holds nothing rerank-doctor can read",
-            f"expected {layout.METRICS[0]}, {layout.NVIDIA_SMI[0]}, {layout.PROCESSES[0]} or {layout.SS_S[0]} "
+            f"expected {layout.METRICS[0]}, {layout.NVIDIA_SMI[0]}, {layout.PROCESSES[0]} "
+            f"or {layout.SS_S[0]} "
             "(see `rerank-doctor collect --help`)",
         )
     return bundle

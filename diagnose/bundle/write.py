@@ -41,7 +41,9 @@ class BundleWriter:
     host without a GPU).
     """
 
-    def __init__(self, directory: str | Path, *, url: str | None = None, settings: dict[str, Any] | None = None):
+    def __init__(
+        self, directory: str | Path, *, url: str | None = None, settings: dict[str, Any] | None = None
+    ):
         self.dir = Path(directory)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,8 @@ class BundleWriter:
     def _open(self, name: str, header: str | None = None) -> IO[str]:
         handle = self._files.get(name)
         if handle is None:
-            handle = open(self.dir / name, "w", encoding="utf-8", newline="")
+            # Held open across the window and closed in close(): appending keeps what arrived.
+            handle = open(self.dir / name, "w", encoding="utf-8", newline="")  # noqa: SIM115
             if header:
                 handle.write(header + "\n")
             self._files[name] = handle
@@ -142,6 +145,12 @@ class BundleWriter:
         self.close()
 
 
+def write_stress_report(directory: str | Path, report: dict[str, Any]) -> None:
+    """Saves a stress run's report (LoadReport.to_dict(), no secrets in it) beside the server's view."""
+    path = Path(directory) / layout.STRESS
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
 def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
     """Writes a whole in-memory bundle (e.g. one read from elsewhere, or built by a test) to a folder."""
     with BundleWriter(directory, url=bundle.server.url) as writer:
@@ -156,4 +165,6 @@ def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
             writer.set_sockstat_text(bundle.sockstat_text)
         writer.set_server(bundle.server)
         writer.set_issues(bundle.issues)
+    if bundle.stress is not None:
+        write_stress_report(directory, bundle.stress)
     return Path(directory)

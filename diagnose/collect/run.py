@@ -77,7 +77,8 @@ def collect_to_folder(
 ) -> tuple[Bundle, Progress]:
     """Collects one window from a live server; writes it to `out` as it goes when `out` is given."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
     sources, notes = build_sources(url, pid=pid, api_key=api_key, timeout_s=timeout_s, use_gpu=use_gpu)
     settings = {"duration_s": duration_s, "interval_s": interval_s, "metrics_interval_s": metrics_interval_s}

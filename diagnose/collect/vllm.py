@@ -131,10 +131,15 @@ class VllmSource:
             )
         if status == 404:
             return CollectorIssue(
-                now, "vllm", f"{self.url}/metrics does not exist (404)", "point --url at the vLLM server root, e.g. http://127.0.0.1:8000"
+                now,
+                "vllm",
+                f"{self.url}/metrics does not exist (404)",
+                "point --url at the vLLM server root, e.g. http://127.0.0.1:8000",
             )
         if status >= 400:
-            return CollectorIssue(now, "vllm", f"{self.url}/metrics answered HTTP {status}", "check the server's log")
+            return CollectorIssue(
+                now, "vllm", f"{self.url}/metrics answered HTTP {status}", "check the server's log"
+            )
         head = text.lstrip()[:200].lower()
         if "html" in content_type or head.startswith("<"):
             return CollectorIssue(
@@ -193,7 +198,10 @@ class VllmSource:
         except (_Failure, AttributeError, TypeError, ValueError) as fail:
             issues.append(
                 CollectorIssue(
-                    self._clock(), "server", f"/v1/models unreadable: {fail}", "pass --api-key if the server requires one"
+                    self._clock(),
+                    "server",
+                    f"/v1/models unreadable: {fail}",
+                    "pass --api-key if the server requires one",
                 )
             )
         return info, issues

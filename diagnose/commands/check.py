@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diagnose.units import positive_duration
+
+if TYPE_CHECKING:
+    from diagnose.report import Report
 
 HELP = "diagnose a vLLM reranker (live --url, or a bundle with --from): bottleneck, numbers, flags to change"
 
@@ -55,14 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
-def run(args: argparse.Namespace) -> int:
+def show_report(report: Report, *, as_json: bool) -> None:
+    """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too."""
     from rich.console import Console
 
+    from diagnose.render.json import render_json
+    from diagnose.render.text import report_renderable
+
+    if as_json:
+        print(render_json(report))
+    else:
+        Console().print(report_renderable(report))
+
+
+def run(args: argparse.Namespace) -> int:
     from diagnose.derive.evidence import build_evidence
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
-    from diagnose.render.json import render_json
-    from diagnose.render.text import report_renderable
     from diagnose.report import Severity
     from diagnose.rules.engine import run_rules
     from diagnose.thresholds import load
@@ -95,9 +108,6 @@ def run(args: argparse.Namespace) -> int:
         source = args.url
 
     report = run_rules(build_evidence(bundle), thresholds, source=source)
-    if args.json:
-        print(render_json(report))
-    else:
-        Console().print(report_renderable(report))
+    show_report(report, as_json=args.json)
     fail_on = Severity.parse(args.fail_on)
     return int(ExitStatus.FINDINGS if report.worst() >= fail_on else ExitStatus.OK)

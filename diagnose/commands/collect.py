@@ -13,9 +13,13 @@ HELP = "collect /metrics, GPU, per-process CPU and sockets over a window into a 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="the vLLM server, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--duration", type=positive_duration, default=30.0, help="window length (default 30s)")
+    parser.add_argument(
+        "--duration", type=positive_duration, default=30.0, help="window length (default 30s)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write (created)")
-    parser.add_argument("--interval", type=positive_duration, default=1.0, help="GPU/CPU/socket beat (default 1s)")
+    parser.add_argument(
+        "--interval", type=positive_duration, default=1.0, help="GPU/CPU/socket beat (default 1s)"
+    )
     parser.add_argument(
         "--metrics-interval", type=positive_duration, default=5.0, help="/metrics scrape period (default 5s)"
     )
@@ -25,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("VLLM_API_KEY"),
         help="key for a server started with --api-key (default $VLLM_API_KEY); never saved",
     )
-    parser.add_argument("--timeout", type=positive_duration, default=5.0, help="per-request limit (default 5s)")
+    parser.add_argument(
+        "--timeout", type=positive_duration, default=5.0, help="per-request limit (default 5s)"
+    )
     parser.add_argument("--no-gpu", action="store_true", help="skip NVML")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -50,4 +56,6 @@ def run(args: argparse.Namespace) -> int:
     print_collection_summary(bundle, args.out, outcome)
     if not bundle.dumps:
         return int(ExitStatus.UNREACHABLE)
-    return int(ExitStatus.INTERRUPTED if outcome.stopped_early and "interrupted" in outcome.stopped_early else 0)
+    return int(
+        ExitStatus.INTERRUPTED if outcome.stopped_early and "interrupted" in outcome.stopped_early else 0
+    )

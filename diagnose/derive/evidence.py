@@ -232,6 +232,14 @@ _FLAG_FIELDS = [
 ]
 
 
+def client_view_from_stress(report: dict | None) -> ClientView | None:
+    """The client's latency from a bundle's stress.json (LoadReport.to_dict()), when it has any."""
+    latency = (report or {}).get("latency") or {}
+    if not latency.get("count"):
+        return None
+    return ClientView(mean_s=latency.get("mean_s"), p95_s=latency.get("p95_s"), calls=latency.get("count"))
+
+
 def build_evidence(bundle: Bundle, client: ClientView | None = None) -> Evidence:
     """All the numbers of one window. Pure: the same bundle always gives the same Evidence."""
     ev = Evidence()
@@ -273,6 +281,7 @@ def build_evidence(bundle: Bundle, client: ClientView | None = None) -> Evidence
     _processes(ev, bundle.processes, bounds, bundle, why)
     _sockets(ev, [s for s in bundle.sockets if in_window(s.t_unix)] or bundle.sockets, bundle, why)
 
+    client = client or client_view_from_stress(bundle.stress)
     if client is not None:
         ev.client_mean_s, ev.client_p95_s = client.mean_s, client.p95_s
     why.setdefault("client_mean_s", "no stress report: run `rerank-doctor stress` for the client's view")

@@ -37,7 +37,9 @@ def collection_summary(bundle: Bundle, out: Path | None, outcome: Any) -> Group:
     table.add_row("processes", f"{len(bundle.processes)} samples: {found or 'no vLLM process found'}")
     if bundle.sockets:
         tw = max(c.port_states.get("TIME_WAIT", 0) for c in bundle.sockets)
-        table.add_row("sockets", f"{len(bundle.sockets)} censuses of port {bundle.sockets[0].port}; TIME_WAIT max {tw}")
+        table.add_row(
+            "sockets", f"{len(bundle.sockets)} censuses of port {bundle.sockets[0].port}; TIME_WAIT max {tw}"
+        )
     else:
         table.add_row("sockets", "none")
     if server.flags:
