@@ -1,0 +1,1 @@
+"""Collectors: thin I/O that hands back raw readings (diagnose.readings) or a CollectorIssue, never raises."""
