@@ -236,3 +236,28 @@ def test_reused_pid_is_primed_again_not_reported_with_the_old_baseline(vllm_like
     assert [r.pid for r in first] == [0]
     second = source.sample(pids)  # same create_time as when primed: reported
     assert {r.pid for r in second} == {0, *pids}
+
+
+def test_a_worker_started_later_is_found_when_the_tree_is_walked_again() -> None:
+    # The tree walk reads every /proc/*/stat, so it is redone every 10 s, not every beat.
+    spawn_later = (
+        "import subprocess, sys, time; time.sleep(0.5); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    )
+    now = [1000.0]
+    host = HostSource(clock=lambda: now[0], rediscover_every_s=10.0)
+    parent = subprocess.Popen([sys.executable, "-c", spawn_later], start_new_session=True)
+    try:
+        host.sample([parent.pid])
+        time.sleep(2.0)  # the child is running now
+        child_pids = set(_children(parent.pid))
+        assert child_pids
+        now[0] += 1.0
+        assert not child_pids & {r.pid for r in host.sample([parent.pid])}  # walk not due yet
+        now[0] += 10.0
+        host.sample([parent.pid])  # walked: the child is primed (its CPU counts from the next beat)
+        now[0] += 1.0
+        assert child_pids <= {r.pid for r in host.sample([parent.pid])}
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()

@@ -29,12 +29,23 @@ _FIX = "pass --pid PID, or run on the host that serves the port (as root to see 
 class HostSource:
     """Finds the vLLM process tree and samples its CPU. `ps` is the psutil module (tests pass a fake)."""
 
-    def __init__(self, ps: Any = psutil, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, ps: Any = psutil, clock: Callable[[], float] = time.time, rediscover_every_s: float = 10.0
+    ) -> None:
         self._ps = ps
         self._clock = clock
         # pid -> (Process, create_time) for processes whose cpu_percent has been primed.
         self._known: dict[int, tuple[Any, float | None]] = {}
         self._host_primed = False
+        # Walking the tree reads every /proc/*/stat (psutil's ppid_map): ~3 ms a beat on a quiet host,
+        # most of a 1 Hz sample's budget. vLLM's tree changes only when it (re)starts workers, so the
+        # walk is redone every `rediscover_every_s`, and at once when a known process is gone.
+        self._rediscover_every_s = rediscover_every_s
+        self._tree: dict[int, Any] = {}
+        self._tree_roots: tuple[int, ...] = ()
+        self._tree_at: float | None = None
+        # (pid, create_time) -> redacted command line: argv is read and redacted once per process.
+        self._cmds: dict[tuple[int, float | None], str] = {}
 
     # -- finding ----------------------------------------------------------------------------------
 
@@ -151,41 +162,59 @@ class HostSource:
     def sample(self, pids: Iterable[int]) -> list[ProcessSample]:
         """One row per process of the tree under `pids` (newcomers are primed, reported next time), plus
         the HOST_TOTAL row. Vanished processes are skipped; unreadable fields are None."""
-        ps = self._ps
         now = self._clock()
         rows: list[ProcessSample] = [self._host_row(now)]
-        current: dict[int, Any] = {}
-        for pid in pids:
-            try:
-                proc = ps.Process(pid)
-                current[pid] = proc
-                for child in proc.children(recursive=True):
-                    current.setdefault(child.pid, child)
-            except (ps.NoSuchProcess, ps.ZombieProcess, ps.AccessDenied):
-                continue
+        current = self._walk_tree(tuple(pids), now)
         for pid, proc in current.items():
             known = self._known.get(pid)
             created = self._create_time(proc)
             if known is None or (created is not None and known[1] is not None and created != known[1]):
                 self._prime(proc)  # new, or the pid was reused by another process
                 continue
-            row = self._row(known[0], now)
+            row = self._row(known[0], now, created)
             if row is not None:
                 rows.append(row)
+            else:
+                self._tree_at = None  # a process of the tree is gone: walk it again next beat
         for pid in list(self._known):
             if pid not in current:
                 del self._known[pid]  # gone: forget it, so a reused pid is primed afresh
         return rows
 
-    def _row(self, proc: Any, now: float) -> ProcessSample | None:
+    def _walk_tree(self, roots: tuple[int, ...], now: float) -> dict[int, Any]:
+        """The processes under `roots`, walked again only when due (see __init__)."""
+        due = self._tree_at is None or now - self._tree_at >= self._rediscover_every_s
+        if not due and roots == self._tree_roots:
+            return self._tree
         ps = self._ps
+        current: dict[int, Any] = {}
+        for pid in roots:
+            try:
+                proc = self._known[pid][0] if pid in self._known else ps.Process(pid)
+                current[pid] = proc
+                for child in proc.children(recursive=True):
+                    current.setdefault(
+                        child.pid, self._known[child.pid][0] if child.pid in self._known else child
+                    )
+            except (ps.NoSuchProcess, ps.ZombieProcess, ps.AccessDenied):
+                continue
+        self._tree, self._tree_roots, self._tree_at = current, roots, now
+        return current
+
+    def _row(self, proc: Any, now: float, created: float | None = None) -> ProcessSample | None:
+        ps = self._ps
+        cmd = self._cmds.get((proc.pid, created))
         try:
             with proc.oneshot():
                 name = self._field(proc.name)
                 ppid = self._field(proc.ppid)
                 cpu = self._field(lambda: proc.cpu_percent(None))
                 mem = self._field(proc.memory_info)
-                argv = self._field(proc.cmdline)
+                if cmd is None:
+                    argv = self._field(proc.cmdline)
+                    # setproctitle pads the title with spaces (`VLLM::EngineCore      `): trimmed.
+                    cmd = redact_command_line(argv).strip() if argv else ""
+                    self._cmds[(proc.pid, created)] = cmd
         except (ps.NoSuchProcess, ps.ZombieProcess):
             return None
         return ProcessSample(
@@ -195,8 +224,7 @@ class HostSource:
             name=name or "",
             cpu_percent=float(cpu) if cpu is not None else None,
             rss_mb=round(mem.rss / 2**20, 1) if mem is not None else None,
-            # setproctitle pads the title with spaces (`VLLM::EngineCore      `): trimmed.
-            cmd=redact_command_line(argv).strip() if argv else "",
+            cmd=cmd,
         )
 
     def _field(self, get: Callable[[], Any]) -> Any:

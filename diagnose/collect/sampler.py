@@ -74,6 +74,7 @@ def collect_window(
     duration_s: float,
     interval_s: float = 1.0,
     metrics_interval_s: float = 5.0,
+    sockets_interval_s: float = 5.0,
     writer: _Writer | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -110,7 +111,10 @@ def collect_window(
         progress.dumps += 1
         return True
 
+    next_census = 0.0
+
     def sample_others() -> None:
+        nonlocal next_census
         if sources.gpu is not None:
             gpus, gpu_procs, issue = sources.gpu.sample()
             issues.add(issue)
@@ -126,7 +130,10 @@ def collect_window(
             if writer:
                 writer.add_processes(samples)
             progress.process_samples += len(samples)
-        if sources.sockets is not None:
+        # The census walks the kernel's whole TCP hash (~3-5 ms, most of a beat's CPU), and a
+        # TIME_WAIT socket lives 60 s on Linux: every few seconds sees a flood just as well.
+        if sources.sockets is not None and clock() >= next_census:
+            next_census = clock() + sockets_interval_s
             census = sources.sockets.census(sources.port)
             if isinstance(census, CollectorIssue):
                 issues.add(census)
