@@ -1,0 +1,133 @@
+"""The load report as text: rich renderables built from a `LoadReport` (pure; the caller prints them)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from diagnose.stress.report import LoadReport
+    from diagnose.stress.stats import LatencySummary
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _num(value: float | None, fmt: str = ".1f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _latency_row(name: str, s: LatencySummary) -> list[str]:
+    values = (s.mean_s, s.p50_s, s.p90_s, s.p95_s, s.p99_s, s.max_s)
+    return [
+        name,
+        str(s.count),
+        *("-" if v is None else f"{v * 1000:.1f}" for v in values),
+        _num(s.p95_over_mean, ".2f"),
+    ]
+
+
+def render(report: LoadReport) -> list[RenderableType]:
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[RenderableType] = []
+    t = report.target
+    if report.mode == "open":
+        settings = report.settings
+        how = f"open loop, {settings['arrival']} arrivals at {report.target_rate_per_s:g} calls/s"
+        if settings.get("ramp_s"):
+            how += f" (ramp {settings['ramp_from_per_s'] or 0:g} -> over {settings['ramp_s']:g} s)"
+    else:
+        how = f"closed loop, {report.settings['concurrency']} workers"
+    out.append(
+        Text(
+            f"{t['base_url']}{t['endpoint']}  model {t['model']}  {how}  "
+            f"{report.bodies['docs_per_call_mean']:.1f} docs x "
+            f"{report.bodies['words_per_doc_mean']:.0f} words  "
+            f"stopped by {report.stopped_by} after {report.elapsed_s:.1f} s"
+        )
+    )
+    target_rate = f"{report.target_rate_per_s:g}/s" if report.target_rate_per_s else "none (closed loop)"
+    out.append(
+        Text(
+            f"calls: {report.calls_sent} sent, {report.calls_ok} ok, {report.calls_failed} failed, "
+            f"{report.calls_unfinished} unfinished   rate: target {target_rate}, "
+            f"sent {_num(report.achieved_send_rate_per_s)}/s   done: {_num(report.calls_per_s)} calls/s, "
+            f"{_num(report.pairs_per_s)} pairs/s"
+        )
+    )
+    lat = Table(title="latency per call in ms (successful calls)", show_edge=False)
+    for col in ("measured", "n", "mean", "p50", "p90", "p95", "p99", "max", "p95/mean"):
+        lat.add_column(col, justify="right" if col != "measured" else "left", no_wrap=True)
+    if report.mode == "open":
+        lat.add_row(*_latency_row("from intended", report.latency))
+        lat.add_row(*_latency_row("service time", report.service_time))
+    else:
+        lat.add_row(*_latency_row("service time", report.service_time))
+        if report.omission is not None:
+            lat.add_row(*_latency_row("corrected", report.omission.corrected))
+    out.append(lat)
+    headline = report.latency
+    if headline.long_tail:
+        out.append(
+            Text(
+                f"long tail: p95 is {headline.p95_over_mean:.1f} x the mean "
+                "(>= 3 usually means cache thrash, memory jitter or a stall)"
+            )
+        )
+    if report.schedule_lag is not None:
+        lag = report.schedule_lag
+        out.append(
+            Text(
+                f"schedule lag (actual - intended send): p50 {_ms(lag.p50_s)}  p99 {_ms(lag.p99_s)}  "
+                f"max {_ms(lag.max_s)}  sends > 10 ms late: {lag.late_over_10ms}"
+            )
+        )
+    if report.omission is not None:
+        om = report.omission
+        out.append(
+            Text(
+                f"coordinated omission: {om.slow_calls} answers slower than 2 x median held workers back; "
+                f"~{om.delayed_sends} sends were delayed behind them (pace {_ms(om.expected_interval_s)} per "
+                "worker); offered rate: none, a closed loop sends as fast as the server answers"
+            )
+        )
+    if report.errors:
+        errs = Table(title="errors", show_edge=False)
+        for col in ("kind", "status", "count", "message"):
+            errs.add_column(col)
+        for g in report.errors:
+            errs.add_row(g.kind, "-" if g.status is None else str(g.status), str(g.count), g.message)
+        out.append(errs)
+    if report.server is not None:
+        s = report.server
+        srv = Table(
+            title=f"server's view, same window ({_num(s.window_s)} s, from /metrics)", show_edge=False
+        )
+        for col in ("", "client", "server"):
+            srv.add_column(col, justify="right" if col else "left")
+        pairs_ok = round((report.pairs_per_s or 0) * report.elapsed_s)
+        srv.add_row(
+            "requests",
+            f"{report.calls_ok} calls = {pairs_ok} documents",
+            f"{_num(s.engine_requests, '.0f')} engine requests (1 per document)",
+        )
+        srv.add_row(
+            "p95 / mean",
+            f"{_ms(report.latency.p95_s)} / {_ms(report.latency.mean_s)} per call",
+            f"e2e {_ms(s.e2e_p95_s)} / {_ms(s.e2e_mean_s)} per document",
+        )
+        srv.add_row("queue p95 / mean", "", f"{_ms(s.queue_p95_s)} / {_ms(s.queue_mean_s)}")
+        srv.add_row("inference p95 / mean", "", f"{_ms(s.inference_p95_s)} / {_ms(s.inference_mean_s)}")
+        srv.add_row("prompt tokens per document", "", _num(s.prompt_tokens_per_request))
+        out.append(srv)
+        for note in s.notes:
+            out.append(Text(f"server: {note}"))
+    elif report.server_problem:
+        out.append(Text(f"server's view: none ({report.server_problem})"))
+    for note in report.notes:
+        out.append(Text(f"note: {note}"))
+    return out

@@ -1,0 +1,83 @@
+"""The server's own view of the load window, from /metrics scraped just before and just after it.
+
+Pure: two exposition texts in, numbers out. It sits beside the client's numbers so the gap between
+them is visible: client latency ≫ vLLM's e2e latency means time went outside the engine (the API
+server, the network, the client); e2e ≫ queue + inference means the engine core itself is busy.
+
+Units differ and the report says so: a rerank call with N documents is N engine requests in vLLM
+(DESIGN §2), so the engine's e2e p95 is per document, the client's per call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    window_s: float | None
+    engine_requests: float | None  # vllm:request_success_total delta (all finished_reason values)
+    http_requests: float | None  # http_requests_total delta (every handler, /metrics included)
+    queue_p95_s: float | None  # vllm:request_queue_time_seconds, bucket delta over the window, p95
+    queue_mean_s: float | None  # same histogram, _sum/_count delta (exact, unlike the p95)
+    e2e_p95_s: float | None  # vllm:e2e_request_latency_seconds, bucket delta, p95 (per engine request)
+    e2e_mean_s: float | None
+    inference_p95_s: float | None  # vllm:request_inference_time_seconds, bucket delta, p95
+    inference_mean_s: float | None
+    prompt_tokens_per_request: float | None  # prompt_tokens_total delta / engine requests
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def server_view(before_text: str, after_text: str, before_unix: float, after_unix: float) -> ServerView:
+    from diagnose.derive.quantiles import histogram_quantile, mean
+    from diagnose.derive.window import counter_delta, histogram_delta
+    from diagnose.metrics import names
+    from diagnose.metrics.exposition import parse_text
+
+    before = parse_text(before_text, before_unix)
+    after = parse_text(after_text, after_unix)
+    notes: list[str] = []
+
+    def delta(concept: str) -> float | None:
+        return counter_delta(names.value(before, concept), names.value(after, concept))
+
+    def summary(concept: str) -> tuple[float | None, float | None]:
+        """(p95, mean) over the window; notes when the p95 is only the first bucket's interpolation."""
+        h = histogram_delta(names.histogram(before, concept), names.histogram(after, concept))
+        if h is None:
+            return None, None
+        p95 = histogram_quantile(0.95, h)
+        first_bound = h.buckets[0][0] if h.buckets else None
+        if p95 is not None and first_bound is not None and p95 <= first_bound:
+            # vLLM's latency buckets start at 0.3 s: a p95 inside that bucket is 95 % of its bound by
+            # interpolation, not a measurement. The mean (_sum/_count) is exact.
+            notes.append(
+                f"{concept} p95 falls in the first bucket (<= {first_bound:g} s), so it is an interpolation; "
+                "read the mean"
+            )
+        return p95, mean(h)
+
+    engine_requests = delta("request_success")
+    prompt_tokens = delta("prompt_tokens")
+    if names.resolve(after, "request_success") is None:
+        notes.append("no vllm: engine metrics in /metrics (--disable-log-stats, or not vLLM)")
+    queue_p95, queue_mean = summary("queue_time")
+    e2e_p95, e2e_mean = summary("e2e_latency")
+    inference_p95, inference_mean = summary("inference_time")
+    per_request = prompt_tokens / engine_requests if prompt_tokens is not None and engine_requests else None
+    return ServerView(
+        window_s=after_unix - before_unix,
+        engine_requests=engine_requests,
+        http_requests=delta("http_requests"),
+        queue_p95_s=queue_p95,
+        queue_mean_s=queue_mean,
+        e2e_p95_s=e2e_p95,
+        e2e_mean_s=e2e_mean,
+        inference_p95_s=inference_p95,
+        inference_mean_s=inference_mean,
+        prompt_tokens_per_request=per_request,
+        notes=notes,
+    )
