@@ -6,6 +6,7 @@
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("demo", "demo"),
     ("check", "check"),
+    ("watch", "watch"),
     ("collect", "collect"),
     ("stress", "stress"),
     ("bypass", "bypass"),

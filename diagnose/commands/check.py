@@ -49,6 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="warning",
         help="exit 1 when a finding is at or above this severity (default warning)",
     )
+    parser.add_argument(
+        "--stress",
+        type=float,
+        metavar="CALLS_PER_S",
+        help="with --url: drive open-loop rerank load at this rate during the window (loopback only), "
+        "so the diagnosis sees the client's latency too",
+    )
+    parser.add_argument("--docs", type=int, default=20, help="with --stress: documents per call (default 20)")
+    parser.add_argument(
+        "--words", type=int, default=100, help="with --stress: words per document (default 100)"
+    )
     parser.add_argument("--pid", type=int, help="the vLLM API server's pid, if the port does not lead to it")
     parser.add_argument(
         "--api-key",
@@ -81,23 +92,48 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.thresholds import load
 
     thresholds = load(args.thresholds)  # before collecting: a typo should not cost a window
+    if args.bundle is not None and args.stress is not None:
+        raise DoctorError(
+            "--stress drives a live server; a bundle is already collected",
+            "use --url with --stress, or run `rerank-doctor stress --save BUNDLE` while collecting",
+            ExitStatus.USAGE,
+        )
     if args.bundle is not None:
         from diagnose.bundle import read_bundle
 
         bundle = read_bundle(args.bundle)
         source = str(args.bundle)
     else:
-        from diagnose.collect.run import collect_to_folder
-
-        bundle, _ = collect_to_folder(
-            url=args.url,
-            out=None,
-            duration_s=args.duration,
+        collect_args = dict(
             pid=args.pid,
             api_key=args.api_key,
             use_gpu=not args.no_gpu,
             show_progress=not (args.quiet or args.json),
         )
+        if args.stress is not None:
+            from diagnose.collect.under_load import collect_under_load
+            from diagnose.stress import IntRange, LoadConfig
+
+            if args.stress <= 0 or args.docs <= 0 or args.words <= 0:
+                raise DoctorError(
+                    "--stress, --docs and --words must be above zero",
+                    "e.g. --stress 10 --docs 20 --words 100",
+                    ExitStatus.USAGE,
+                )
+            config = LoadConfig(
+                url=args.url,
+                api_key=args.api_key,
+                rate_per_s=args.stress,
+                docs=IntRange(args.docs, args.docs),
+                words=IntRange(args.words, args.words),
+            )
+            bundle = collect_under_load(
+                config, url=args.url, out=None, duration_s=args.duration, **collect_args
+            )
+        else:
+            from diagnose.collect.run import collect_to_folder
+
+            bundle, _ = collect_to_folder(url=args.url, out=None, duration_s=args.duration, **collect_args)
         if not bundle.dumps:
             first = next((i for i in bundle.issues if i.collector == "vllm"), None)
             raise DoctorError(

@@ -35,12 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import threading
-
     from rich.console import Console
 
-    from diagnose.bundle.write import write_stress_report
-    from diagnose.collect.run import collect_to_folder
+    from diagnose.collect.under_load import collect_under_load
     from diagnose.commands.check import show_report
     from diagnose.derive.evidence import build_evidence
     from diagnose.errors import DoctorError
@@ -49,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.lab.server import LabServer
     from diagnose.lab.venv import default_lab_dir, ensure_lab
     from diagnose.rules.engine import run_rules
-    from diagnose.stress import IntRange, LoadConfig, run_load
+    from diagnose.stress import IntRange, LoadConfig
     from diagnose.thresholds import load as load_thresholds
 
     if args.rate <= 0 or args.docs <= 0 or args.words <= 0:
@@ -67,27 +64,16 @@ def run(args: argparse.Namespace) -> int:
         with terminal_progress(prefix="vllm") as progress:
             server.wait_healthy(progress=progress)
         console.print(f"[bold]lab[/]: real vLLM {server.url} (pid {server.pid}) serving {server.model_name}")
-        # The load runs a little past the window on both sides, so the window sees steady traffic only.
-        config = LoadConfig(
-            url=server.url,
-            rate_per_s=args.rate,
-            duration_s=args.duration + 6.0,
-            docs=IntRange(args.docs, args.docs),
-            words=IntRange(args.words, args.words),
-        )
-        load: dict[str, object] = {}
-        thread = threading.Thread(target=lambda: load.update(report=run_load(config)), daemon=True)
         console.print(
             f"[bold]load[/]: {args.rate:g} calls/s × {args.docs} docs × {args.words} words, open loop"
         )
-        thread.start()
-        thread.join(3.0)
-        bundle, _ = collect_to_folder(url=server.url, out=args.out, duration_s=args.duration)
-        thread.join(args.duration + 60.0)
-        stress = load.get("report")
-        if stress is not None:
-            bundle.stress = stress.to_dict()  # type: ignore[attr-defined]
-            write_stress_report(args.out, bundle.stress)
+        config = LoadConfig(
+            url=server.url,
+            rate_per_s=args.rate,
+            docs=IntRange(args.docs, args.docs),
+            words=IntRange(args.words, args.words),
+        )
+        bundle = collect_under_load(config, url=server.url, out=args.out, duration_s=args.duration)
     report = run_rules(
         build_evidence(bundle), load_thresholds(None), source=f"demo: real vLLM lab {server.url}"
     )

@@ -1,0 +1,77 @@
+"""`rerank-doctor watch`: the `check` view, refreshed live, one window after another."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from diagnose.units import positive_duration
+
+HELP = "diagnose a live vLLM server continuously: the check view, refreshed after every window"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="the live vLLM server, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--every", type=positive_duration, default=10.0, help="window length (default 10s)")
+    parser.add_argument("--windows", type=int, help="stop after this many windows (default: until Ctrl-C)")
+    parser.add_argument("--thresholds", help="TOML file overriding rule thresholds")
+    parser.add_argument("--pid", type=int, help="the vLLM API server's pid, if the port does not lead to it")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("VLLM_API_KEY"),
+        help="key for a server started with --api-key (default $VLLM_API_KEY); never printed",
+    )
+    parser.add_argument("--no-gpu", action="store_true", help="skip NVML")
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from diagnose.collect.run import collect_to_folder
+    from diagnose.derive.evidence import build_evidence
+    from diagnose.errors import DoctorError
+    from diagnose.exit_status import ExitStatus
+    from diagnose.render.text import report_renderable
+    from diagnose.rules.engine import run_rules
+    from diagnose.thresholds import load
+
+    if args.windows is not None and args.windows <= 0:
+        raise DoctorError("--windows must be above zero", "e.g. --windows 6", ExitStatus.USAGE)
+    thresholds = load(args.thresholds)
+    console = Console()
+    shown = 0
+    with Live(
+        Text(f"collecting the first {args.every:g} s window from {args.url} ..."), console=console
+    ) as live:
+        try:
+            while args.windows is None or shown < args.windows:
+                bundle, _ = collect_to_folder(
+                    url=args.url,
+                    out=None,
+                    duration_s=args.every,
+                    pid=args.pid,
+                    api_key=args.api_key,
+                    use_gpu=not args.no_gpu,
+                    show_progress=False,
+                )
+                stamp = time.strftime("%H:%M:%S")
+                if not bundle.dumps:
+                    first = next((i for i in bundle.issues if i.collector in ("vllm", "server")), None)
+                    reason = first.reason if first else "no /metrics"
+                    live.update(
+                        Text(f"{stamp}  {args.url}: {reason} — retrying every {args.every:g} s", style="red")
+                    )
+                    time.sleep(args.every)  # an unreachable server answers at once: don't spin
+                else:
+                    report = run_rules(build_evidence(bundle), thresholds, source=args.url)
+                    live.update(
+                        Group(Text(f"{stamp}  window {shown + 1}", style="dim"), report_renderable(report))
+                    )
+                shown += 1
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how watch ends
+    return int(ExitStatus.OK)

@@ -1,0 +1,55 @@
+"""check --stress and watch against a local server that replays a real vLLM capture's /metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diagnose.cli import main
+from diagnose.stress.local_server import Behaviour, LocalServer
+
+
+def capture_dumps(captures_dir: Path, scenario: str) -> list[str]:
+    folder = captures_dir / scenario
+    return [(folder / "metrics_start.txt").read_text(), (folder / "metrics_end.txt").read_text()]
+
+
+def test_check_with_stress_adds_the_clients_view_to_the_evidence(captures_dir: Path, capsys) -> None:
+    # The server replays s2's start then end dumps (a real window of real traffic); our load is real
+    # HTTP to it, so the client's latency is measured, not recorded. The load's own opening scrape
+    # takes the first answer, so "start" is served twice: once to it, once to the collection.
+    start, end = capture_dumps(captures_dir, "s2_healthy_c8_d10_w100")
+    behaviour = Behaviour(metrics=[start, start, end], delay_s=0.01)
+    with LocalServer(behaviour) as server:
+        args = ["check", "--url", server.url, "--duration", "2s", "--stress", "20", "--docs", "3"]
+        status = main([*args, "--words", "5", "--json", "--no-gpu", "--quiet", "--fail-on", "critical"])
+        calls = server.seen.calls
+    data = json.loads(capsys.readouterr().out)
+    assert calls >= 40  # 20 calls/s over the 2 s window plus lead-in and lead-out
+    assert data["evidence"]["client_mean_s"] is not None and data["evidence"]["client_mean_s"] >= 0.01
+    assert status in (0, 1)
+    skipped = {s["rule_id"] for s in data["skipped"]}
+    assert "network-latency" not in skipped  # it had the client's view to judge
+
+
+def test_check_refuses_stress_with_a_bundle(captures_dir: Path, capsys) -> None:
+    status = main(["check", "--from", str(captures_dir / "s1_idle"), "--stress", "10"])
+    assert status == 2
+    assert "--stress drives a live server" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rate", ["0", "-5"])
+def test_check_refuses_a_rate_that_is_not_positive(rate: str, capsys) -> None:
+    status = main(["check", "--url", "http://127.0.0.1:9", "--stress", rate, "--quiet"])
+    assert status == 2 and "above zero" in capsys.readouterr().err
+
+
+def test_watch_shows_one_verdict_per_window_and_stops(captures_dir: Path, capsys) -> None:
+    behaviour = Behaviour(metrics=capture_dumps(captures_dir, "s3_gpu_saturated_c64_d80_w300"))
+    with LocalServer(behaviour) as server:
+        status = main(["watch", "--url", server.url, "--every", "1s", "--windows", "2", "--no-gpu"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "window 2" in out and "rerank-doctor verdict" in out
