@@ -93,14 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import os
     import sys
-    from pathlib import Path
 
     from diagnose.bypass.compare import DEFAULT_TOLERANCE
     from diagnose.bypass.run import pairs_from, run_bypass
-    from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
 
     pairs = pairs_from(args.pairs, args.synthetic, args.seed)
@@ -130,25 +127,12 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=progress,
     )
+    from diagnose.bypass.render import render
+    from diagnose.commands.output import emit, save_json
+
     doc = report.to_dict()
     if args.save:
-        folder = Path(args.save)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "bypass.json").write_text(json.dumps(doc, indent=2) + "\n")
-        except OSError as err:
-            raise DoctorError(
-                f"cannot write {folder / 'bypass.json'}: {err.strerror}", "pass a writable --save DIR"
-            ) from None
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        from rich.console import Console
-
-        from diagnose.bypass.render import render
-
-        console = Console()
-        for block in render(report):
-            console.print(block)
+        save_json(args.save, "bypass.json", doc)
+    emit(doc, as_json=args.json, blocks=lambda: render(report))
     # Served scores that disagree with the model are a finding, like `check`'s.
     return int(ExitStatus.FINDINGS if report.findings else ExitStatus.OK)

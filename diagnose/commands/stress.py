@@ -123,35 +123,19 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
-    from pathlib import Path
 
-    from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.stress.client import run_load
 
     config = config_from_args(args)
     show_progress = not args.quiet and not args.json and sys.stderr.isatty()
     report = run_load(config, progress=show_progress)
+    from diagnose.commands.output import emit, save_json
+    from diagnose.stress.render import render
+
     doc = report.to_dict()
     if args.save:
-        folder = Path(args.save)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "stress.json").write_text(json.dumps(doc, indent=2) + "\n")
-        except OSError as err:
-            raise DoctorError(
-                f"cannot write {folder / 'stress.json'}: {err.strerror}", "pass a writable --save DIR"
-            ) from None
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        from rich.console import Console
-
-        from diagnose.stress.render import render
-
-        console = Console()
-        for block in render(report):
-            console.print(block)
+        save_json(args.save, "stress.json", doc)
+    emit(doc, as_json=args.json, blocks=lambda: render(report))
     return int(ExitStatus.INTERRUPTED if report.interrupted else ExitStatus.OK)
