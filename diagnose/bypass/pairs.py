@@ -16,7 +16,7 @@ from pathlib import Path
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
-from diagnose.lab.traffic import pseudo_text
+from diagnose.words import pseudo_text
 
 PAIRS_SHAPE = (
     'a JSON list of {"query": "...", "document": "..."} or {"query": "...", "documents": ["...", ...]}'

@@ -18,19 +18,9 @@ from urllib.parse import urlsplit
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
+from diagnose.words import pseudo_text
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-# The same syllables the lab model's tokenizer was trained on (build_model.py), so the words split into
-# a few tokens each, as real words do.
-SYLLABLES = (
-    "ka", "lo", "mi", "ren", "tas", "vo", "qu", "ber", "sin", "dal", "po", "ne", "rak", "ti", "mo",
-    "sha", "ul", "gra", "fe", "zo", "lin", "ho", "cre", "ma", "dor", "ip", "san", "wel", "tru", "ex",
-)  # fmt: skip
-
-
-def pseudo_text(words: int, rng: random.Random) -> str:
-    return " ".join("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4))) for _ in range(words))
 
 
 def rerank_payload(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
 from diagnose.stress.config import SCORE_ENDPOINTS, IntRange
+from diagnose.words import vocabulary
 
 # The Qwen3-Reranker prompt format (as in vLLM's examples/pooling/score qwen3 reranker example):
 # the query side carries the system prompt and instruction, each document side the assistant suffix.
@@ -29,52 +30,6 @@ QWEN3_DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passage
 # Above this the pool would not fit comfortably in memory next to a local vLLM; ask for fewer bodies.
 MAX_POOL_BYTES = 512 * 1024 * 1024
 _BYTES_PER_WORD = 8  # a pseudo-word is 4-9 letters plus a space, plus JSON quoting per document
-
-_ONSETS = tuple(
-    [
-        "b",
-        "c",
-        "d",
-        "f",
-        "g",
-        "h",
-        "j",
-        "k",
-        "l",
-        "m",
-        "n",
-        "p",
-        "r",
-        "s",
-        "t",
-        "v",
-        "w",
-        "z",
-        "br",
-        "ch",
-        "cl",
-        "dr",
-        "fl",
-        "gr",
-        "pl",
-        "pr",
-        "sh",
-        "st",
-        "th",
-        "tr",
-    ]
-)
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "io", "ou")
-
-
-def vocabulary(size: int = 6000, seed: int = 7) -> list[str]:
-    """`size` distinct pronounceable pseudo-words (2-3 syllables), the same for the same seed."""
-    rng = random.Random(seed)
-    words: set[str] = set()
-    while len(words) < size:
-        syllables = rng.choice((2, 2, 3))
-        words.add("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) for _ in range(syllables)))
-    return sorted(words)
 
 
 def qwen3_query(query: str, instruction: str | None = None) -> str:
