@@ -51,6 +51,13 @@ DEFAULTS: dict[str, dict[str, float]] = {
         "busy_warning_pct": 85.0,
         "busy_critical_pct": 95.0,
     },
+    "queueing": {
+        # Mean time in vLLM's queue (vllm:request_queue_time_seconds): 0.2 s is the P95 queue alert's
+        # warning level; a queue at least half the inference time is more than a burst being absorbed.
+        "queue_warning_s": 0.2,
+        "queue_critical_s": 1.0,
+        "queue_over_inference_min": 0.5,
+    },
     "io": {
         "busy_warning_pct": 80.0,
         "busy_critical_pct": 95.0,

@@ -19,6 +19,7 @@ from diagnose.rules import (
     network_connections,
     network_latency,
     prefix_cache,
+    queueing,
     request_pattern,
 )
 from diagnose.rules.base import Rule
@@ -32,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     network_connections.RULE,  # step 1: TIME_WAIT flood on the serving port
     network_latency.RULE,  # step 1: client latency far above the server's
     io.RULE,  # step 1: disk (not collected yet: skipped)
+    queueing.RULE,  # step 1: past capacity: requests queue as long as they run (after the causes)
     request_pattern.RULE,  # step 2: documents per call, tokens per pair
     max_model_len.RULE,  # step 2: --max-model-len far above the prompts
     generate_endpoint.RULE,  # step 2: generated tokens on a reranker

@@ -1,0 +1,95 @@
+"""Step 1, past capacity: requests wait in vLLM's queue about as long as they take to run, or longer.
+
+The symptom all engine-side bottlenecks share. The resource rules name a cause when one crosses its own
+threshold; this rule makes sure a server that queues is never called healthy, and says where the work
+goes. On the CPU build the model runs in `VLLM::Worker`, so the model's compute IS that process (its
+~90 % spin-wait at rest is why its CPU alone proves nothing, DESIGN §2); on a GPU build it is the GPU.
+Measured on the lab: 8 calls/s × 20 documents × ~380 tokens into 2 cores gave a 2.6 s mean queue with
+326 requests waiting; none of the H200 captures queued more than 32 ms (their limit, the API server,
+sits in front of the queue).
+
+Not a fault: a queue short next to the work itself (a burst absorbed), or under `queue_warning_s`.
+"""
+
+from __future__ import annotations
+
+from diagnose.derive.evidence import Evidence
+from diagnose.report import Finding, Severity, Suggestion
+from diagnose.rules.base import Needs, current_flag, pct, pick, secs
+from diagnose.thresholds import Thresholds
+
+
+class QueueingRule:
+    id = "queueing"
+    step = 1
+    label = "cpu"  # or "gpu": decided per window (see evaluate)
+    needs: Needs = ("queue_mean_s", "inference_mean_s")
+
+    def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
+        t = thresholds.of(self.id)
+        queue, work = ev.queue_mean_s, ev.inference_mean_s
+        if queue is None or work is None:
+            return None
+        if queue < t["queue_warning_s"] or queue < t["queue_over_inference_min"] * work:
+            return None  # short against the work itself: a burst absorbed, not a server past capacity
+        severity = Severity.CRITICAL if queue >= t["queue_critical_s"] else Severity.WARNING
+        cpu_build = ev.worker_cpu_mean_pct is not None and ev.gpu_util_mean_pct is None
+        if cpu_build:
+            label = "cpu"
+            where = (
+                f"The model runs on the CPU here (VLLM::Worker at {pct(ev.worker_cpu_mean_pct)} of a core, "
+                f"host at {pct(ev.host_cpu_mean_pct)} of all cores): the model's compute is the limit."
+            )
+        elif ev.gpu_util_mean_pct is not None:
+            label = "gpu"
+            where = f"GPU busy {pct(ev.gpu_util_mean_pct)} of the time (NVML: a kernel was running)."
+        else:
+            label = "cpu"
+            where = "No GPU or worker readings: the engine side is the limit, which part is not measured."
+        waiting = (
+            f" {ev.waiting_mean:.0f} requests waited on average (max {ev.waiting_max:.0f})."
+            if (ev.waiting_mean is not None and ev.waiting_max is not None)
+            else ""
+        )
+        dp = ev.flag_data_parallel_size
+        return Finding(
+            rule_id=self.id,
+            label=label,
+            step=self.step,
+            severity=severity,
+            title=f"Past capacity: requests queue {secs(queue)} on average before {secs(work)} of work",
+            detail=f"Each engine request waited {secs(queue)} in vLLM's queue for {secs(work)} of inference "
+            f"({queue / work:.1f}×).{waiting} {where} Latency now grows with the offered load.",
+            numbers=pick(
+                ev,
+                "queue_mean_s",
+                "queue_p95_s",
+                "inference_mean_s",
+                "waiting_mean",
+                "waiting_max",
+                "engine_requests_per_s",
+                "prompt_tokens_per_s",
+                "worker_cpu_mean_pct",
+                "gpu_util_mean_pct",
+                "host_cpu_mean_pct",
+            ),
+            suggestions=[
+                Suggestion(
+                    "client: offered load",
+                    "lower",
+                    f"{ev.engine_requests_per_s:.1f} pairs/s served" if ev.engine_requests_per_s else None,
+                    "cap calls in flight",
+                    "past capacity every extra call only waits longer; queue at the client, not in vLLM",
+                ),
+                Suggestion(
+                    "--data-parallel-size",
+                    "raise",
+                    current_flag(ev, "--data-parallel-size", "1"),
+                    str(2 * dp) if dp else "2",
+                    "one more engine (and device) per rank, or more replicas: capacity is short",
+                ),
+            ],
+        )
+
+
+RULE = QueueingRule()
