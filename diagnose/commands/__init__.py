@@ -10,5 +10,6 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("collect", "collect"),
     ("stress", "stress"),
     ("bypass", "bypass"),
+    ("export", "export"),
     ("lab", "lab"),
 ]
