@@ -180,3 +180,32 @@ def test_real_nvml_either_samples_or_says_why() -> None:
     assert first.memory_total_mib is not None and first.memory_total_mib > 1000
     assert first.util_pct is not None and 0 <= first.util_pct <= 100
     assert isinstance(first.name, str) and first.name
+
+
+class FakeNvmlV2(FakeNvml):
+    """NVML with the v2 memory call: it leaves out what the driver reserves, as nvidia-smi does."""
+
+    nvmlMemory_v2 = 0x02000028
+    reserved = 615 * MIB
+
+    def __init__(self, boards: list[Board], v2_supported: bool = True) -> None:
+        super().__init__(boards)
+        self.v2_supported = v2_supported
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int, version: int | None = None) -> Any:
+        board = self._board(handle)
+        if version is None:  # v1: reserved memory counts as used
+            return SimpleNamespace(used=board.used + self.reserved, total=board.total, free=0)
+        if not self.v2_supported:
+            raise NVMLError(NOT_SUPPORTED)
+        return SimpleNamespace(used=board.used, total=board.total, free=0, reserved=self.reserved)
+
+
+def test_memory_used_is_read_with_the_v2_call_as_nvidia_smi_reports_it() -> None:
+    gpus, _, _ = started(FakeNvmlV2([Board()])).sample()
+    assert gpus[0].memory_used_mib == 120_000.0
+
+
+def test_a_driver_without_the_v2_memory_call_falls_back_to_v1() -> None:
+    gpus, _, _ = started(FakeNvmlV2([Board()], v2_supported=False)).sample()
+    assert gpus[0].memory_used_mib == 120_615.0

@@ -116,10 +116,21 @@ class NvmlSource:
 
     # -- one GPU ----------------------------------------------------------------------------------
 
+    def _memory(self, handle: Any) -> Any:
+        """Memory as nvidia-smi reports it: NVML's v2 call. The v1 call counts memory the driver
+        reserves as used (615 MiB more on an H200, tests/fixtures/gpu-h200-*); without v2, v1."""
+        nvml = self._nvml
+        v2 = getattr(nvml, "nvmlMemory_v2", None)
+        if v2 is not None:
+            memory = self._field(lambda: nvml.nvmlDeviceGetMemoryInfo(handle, version=v2))
+            if memory is not None:
+                return memory
+        return self._field(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+
     def _gpu(self, now: float, index: int, handle: Any) -> GpuSample:
         nvml = self._nvml
         util = self._field(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-        memory = self._field(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+        memory = self._memory(handle)
         power_mw = self._field(lambda: nvml.nvmlDeviceGetPowerUsage(handle))
         sm_mhz = self._field(lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
         name = self._field(lambda: nvml.nvmlDeviceGetName(handle))
