@@ -14,7 +14,7 @@ from diagnose.readings import Bundle
 
 def collection_summary(bundle: Bundle, out: Path | None, outcome: Any) -> Group:
     """A pure builder: the renderable, for the CLI to print and tests to render to a string."""
-    from diagnose.derive.processes import role_of
+    from diagnose.derive.processes import cpu_by_role
 
     table = Table(title="Collected", show_header=True, header_style="bold", title_justify="left")
     table.add_column("source")
@@ -30,10 +30,9 @@ def collection_summary(bundle: Bundle, out: Path | None, outcome: Any) -> Group:
     table.add_row("/metrics", f"{len(bundle.dumps)} scrapes over {span:.1f} s")
     gpus = sorted({g.index for g in bundle.gpu})
     table.add_row("GPU (NVML)", f"{len(bundle.gpu)} samples of {len(gpus)} GPU(s)" if gpus else "none")
-    roles: dict[str, set[int]] = {}
-    for p in bundle.processes:
-        roles.setdefault(role_of(p.name, p.cmd), set()).add(p.pid)
-    found = ", ".join(f"{len(pids)} {role}" for role, pids in sorted(roles.items()) if role != "host")
+    # By role, not per pid: in multi-API-server mode the `vllm serve` launcher is no API server.
+    roles = cpu_by_role(bundle.processes)
+    found = ", ".join(f"{cpu.process_count} {role}" for role, cpu in sorted(roles.items()) if role != "host")
     table.add_row("processes", f"{len(bundle.processes)} samples: {found or 'no vLLM process found'}")
     if bundle.sockets:
         tw = max(c.port_states.get("TIME_WAIT", 0) for c in bundle.sockets)
