@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from diagnose.bypass.compare import ACTIVATION, CONSTANT, UNCORRELATED, ScoreAgreement
+from diagnose.bypass.compare import (
+    ACTIVATION,
+    BEYOND_TOLERANCE,
+    CONSTANT,
+    RANKS_AGREE_CORRELATION,
+    UNCORRELATED,
+    ScoreAgreement,
+)
 from diagnose.report import Finding, Severity, Suggestion
 from diagnose.stress.stats import quantile
 
@@ -222,7 +229,24 @@ def score_finding(agreement: ScoreAgreement, model_dir: str) -> Finding | None:
     )
     if agreement.problem == ACTIVATION:
         what += f" ({agreement.matches_activation}, not {agreement.activation})"
-    severity = Severity.CRITICAL if agreement.problem in (CONSTANT, UNCORRELATED) else Severity.WARNING
+    rounding_scatter = (
+        agreement.problem == BEYOND_TOLERANCE
+        and agreement.pearson is not None
+        and agreement.pearson >= RANKS_AGREE_CORRELATION
+        and abs(agreement.mean_signed_diff) <= agreement.tolerance
+    )
+    if agreement.problem in (CONSTANT, UNCORRELATED):
+        severity = Severity.CRITICAL
+    elif rounding_scatter:
+        # Same order, no shift: the ranking a reranker serves is the model's. Worth knowing, not a fault.
+        severity = Severity.INFO
+        what = (
+            f"served scores rank pairs as the model does (correlation {agreement.pearson:.3f}) and scatter "
+            "around its scores with no shift: rounding along two code paths (bf16 grows with depth); "
+            "compare with --dtype float32 on both sides before suspecting the model"
+        )
+    else:
+        severity = Severity.WARNING
     suggestions = [
         Suggestion(
             flag="--model",

@@ -135,4 +135,8 @@ def run(args: argparse.Namespace) -> int:
         save_json(args.save, "bypass.json", doc)
     emit(doc, as_json=args.json, blocks=lambda: render(report))
     # Served scores that disagree with the model are a finding, like `check`'s.
-    return int(ExitStatus.FINDINGS if report.findings else ExitStatus.OK)
+    from diagnose.report import Severity
+
+    # Exit 1 as check does: a finding at warning or above (an INFO note is not a failure).
+    worst = max((f.severity for f in report.findings), default=Severity.OK)
+    return int(ExitStatus.FINDINGS if worst >= Severity.WARNING else ExitStatus.OK)
