@@ -100,8 +100,12 @@ DEFAULTS: dict[str, dict[str, float]] = {
         "low_hit_ratio": 0.05,
     },
     "cache-thrash": {
-        # PROVISIONAL (DESIGN §2): prefix-cache queries grew at 2.0 x prompt tokens under KV starvation,
-        # 1.0 in every other run.
+        # Measured on the CPU lab (docs/cache-thrash.md): a KV cache of 2,560 tokens for ~1,380-token
+        # pairs (1.9 pairs) ran one request per step with requests waiting for capacity; 1 GiB (190
+        # pairs) packed full steps. Below 4 pairs the cache, not the token budget, caps the batch.
+        "kv_fits_pairs_warning": 4.0,
+        # H200, once (DESIGN §2): prefix-cache queries grew at 2.0 x prompt tokens under KV starvation,
+        # 1.0 in every other run -- and 1.0 in the lab's starved runs too.
         "queries_per_prompt_token_warning": 1.5,
         "kv_usage_high_ratio": 0.9,
         "queue_over_inference": 3.0,

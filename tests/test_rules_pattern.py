@@ -179,6 +179,39 @@ def test_capacity_waits_with_a_full_kv_cache_are_thrash():
     assert severity(THRASH, waiting_capacity_max=20.0, kv_usage_max_ratio=0.97) == Severity.WARNING
 
 
+def test_a_kv_cache_that_fits_two_pairs_with_capacity_waits_is_thrash_at_medium_confidence():
+    # The lab's starved run: 2,560 KV tokens, ~1,378-token pairs, one request per step, 14 waiting.
+    finding = analyze(
+        THRASH,
+        kv_cache_size_tokens=2560,
+        prompt_tokens_per_pair=1378.0,
+        tokens_per_step_mean=1378.0,
+        waiting_capacity_max=14.0,
+        kv_usage_max_ratio=0.0,
+        flags={"--num-gpu-blocks-override": "20"},
+    )
+    assert finding is not None and finding.severity == Severity.CRITICAL  # + one request per step
+    assert (finding.confidence, finding.provisional) == ("medium", False)
+    assert finding.numbers["kv_fits_pairs"] == pytest.approx(1.86, abs=0.01)
+    assert (finding.suggestions[0].flag, finding.suggestions[0].direction) == (
+        "--num-gpu-blocks-override",
+        "remove",
+    )
+
+
+def test_a_small_kv_cache_without_capacity_waits_is_not_thrash():
+    # The same 2,560-token cache at 2 calls/s of 120-token pairs: nothing waited (lab, healthy).
+    assert severity(THRASH, kv_cache_size_tokens=2560, prompt_tokens_per_pair=1378.0) == Severity.OK
+
+
+def test_capacity_waits_with_a_cache_of_many_pairs_stay_the_token_budget():
+    # 1 GiB on the lab: 262,144 tokens = 190 pairs of 1,378 tokens; the waits are the full token budget.
+    finding = analyze(
+        THRASH, kv_cache_size_tokens=262144, prompt_tokens_per_pair=1378.0, waiting_capacity_max=12.0
+    )
+    assert finding is not None and finding.severity == Severity.INFO
+
+
 def test_queue_far_above_inference_alone_is_not_thrash():
     assert severity(THRASH, queue_mean_s=1.0) == Severity.OK
 

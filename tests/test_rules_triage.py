@@ -162,8 +162,26 @@ def test_engine_core_below_the_busy_line_is_ok():
 @pytest.mark.parametrize(
     ("host_pct", "expected"), [(50.0, Severity.OK), (88.0, Severity.WARNING), (97.0, Severity.CRITICAL)]
 )
-def test_host_cpu_bands(host_pct, expected):
-    assert severity(HOST, host_cpu_mean_pct=host_pct) == expected
+def test_host_cpu_bands_when_requests_queue(host_pct, expected):
+    assert severity(HOST, host_cpu_mean_pct=host_pct, queue_mean_s=0.5) == expected
+
+
+def test_busy_host_with_nothing_queued_or_waiting_is_only_info():
+    # The 2-core CPU lab at 2 calls/s: host 82-87 %, queue 0, nothing waiting (Worker spin-waits).
+    finding = analyze(HOST, host_cpu_mean_pct=97.0, worker_cpu_mean_pct=89.0)
+    assert finding is not None and finding.severity == Severity.INFO
+    assert "spin-waits" in finding.detail
+
+
+def test_busy_host_with_many_waiting_is_critical():
+    assert severity(HOST, host_cpu_mean_pct=97.0, waiting_max=300.0) == Severity.CRITICAL
+
+
+def test_busy_host_with_no_latency_readings_keeps_its_band_at_medium_confidence():
+    finding = analyze(
+        HOST, host_cpu_mean_pct=97.0, queue_mean_s=None, waiting_max=None, http_mean_s=None, e2e_mean_s=None
+    )
+    assert finding is not None and (finding.severity, finding.confidence) == (Severity.CRITICAL, "medium")
 
 
 # --- network -----------------------------------------------------------------------------------------
@@ -246,4 +264,13 @@ def test_custom_thresholds_move_the_bands():
     strict = Thresholds(
         {**Thresholds().as_dict(), "cpu-host": {"busy_warning_pct": 10.0, "busy_critical_pct": 15.0}}
     )
-    assert severity(HOST, strict, host_cpu_mean_pct=20.0) == Severity.CRITICAL
+    assert severity(HOST, strict, host_cpu_mean_pct=20.0, queue_mean_s=0.5) == Severity.CRITICAL
+
+
+def test_network_latency_is_not_blamed_when_the_server_itself_queues() -> None:
+    from diagnose.rules.network_latency import RULE as NETWORK_LATENCY
+
+    gap = {"client_mean_s": 5.0, "http_mean_s": 0.5}
+    assert severity(NETWORK_LATENCY, **gap) >= Severity.WARNING
+    # Past capacity the client's extra wait is the server's backlog, not the network.
+    assert severity(NETWORK_LATENCY, **gap, queue_mean_s=2.0, inference_mean_s=0.5) == Severity.OK

@@ -4,10 +4,15 @@ Run by the LAB venv's python (it needs torch, transformers and tokenizers, which
 not depend on), never imported by the main package:
 
     <lab>/venv/bin/python build_model.py --out <lab>/model
+    <lab>/venv/bin/python build_model.py --out <lab>/model-generate --generative
 
 No model hub is reachable from the places the lab runs, so everything is made here, deterministically
 (fixed seeds, generated text). The scores it gives are meaningless; what it exercises is real: vLLM's
 engine, scheduler, KV cache, HTTP server and metrics. Kept small so it builds in seconds on 2 cores.
+
+`--generative` builds the same shape as a `Qwen3ForCausalLM` (served with vLLM's default runner): the
+scenario tests use it to show what scoring through /v1/completions looks like from /metrics
+(generation_tokens_total grows), which no pooling model can do.
 """
 
 from __future__ import annotations
@@ -74,9 +79,11 @@ def build_tokenizer(out: Path) -> int:
     return int(tok.get_vocab_size())
 
 
-def build_model(out: Path, vocab_size: int, pad_token_id: int, eos_token_id: int) -> None:
+def build_model(
+    out: Path, vocab_size: int, pad_token_id: int, eos_token_id: int, generative: bool = False
+) -> None:
     import torch
-    from transformers import Qwen3Config, Qwen3ForSequenceClassification
+    from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3ForSequenceClassification
 
     torch.manual_seed(SEED)
     config = Qwen3Config(
@@ -95,26 +102,37 @@ def build_model(out: Path, vocab_size: int, pad_token_id: int, eos_token_id: int
         tie_word_embeddings=False,
         torch_dtype="float32",
     )
-    config.architectures = ["Qwen3ForSequenceClassification"]
-    model = Qwen3ForSequenceClassification(config).eval()
+    if generative:
+        config.architectures = ["Qwen3ForCausalLM"]
+        model: torch.nn.Module = Qwen3ForCausalLM(config).eval()
+    else:
+        config.architectures = ["Qwen3ForSequenceClassification"]
+        model = Qwen3ForSequenceClassification(config).eval()
     model.save_pretrained(str(out), safe_serialization=True)
 
 
-def is_built(out: Path) -> bool:
+def is_built(out: Path, generative: bool = False) -> bool:
     try:
         marker = json.loads((out / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return marker.get("recipe_version") == RECIPE_VERSION and (out / "config.json").is_file()
+    return (
+        marker.get("recipe_version") == RECIPE_VERSION
+        and bool(marker.get("generative", False)) == generative
+        and (out / "config.json").is_file()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the lab's tiny random-weight reranker.")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--force", action="store_true", help="rebuild even if a build is there")
+    parser.add_argument(
+        "--generative", action="store_true", help="a Qwen3ForCausalLM of the same shape (not a reranker)"
+    )
     args = parser.parse_args(argv)
     out: Path = args.out
-    if is_built(out) and not args.force:
+    if is_built(out, args.generative) and not args.force:
         print(f"model already built at {out}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -124,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(out))
-    build_model(out, vocab_size, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    build_model(out, vocab_size, tokenizer.pad_token_id, tokenizer.eos_token_id, args.generative)
     marker = {"recipe_version": RECIPE_VERSION, "vocab_size": vocab_size, "seed": SEED}
+    if args.generative:
+        marker["generative"] = True
     (out / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-    print(f"built model at {out} (vocab {vocab_size}, hidden {HIDDEN_SIZE}, {NUM_LAYERS} layers)")
+    kind = "generative model" if args.generative else "model"
+    print(f"built {kind} at {out} (vocab {vocab_size}, hidden {HIDDEN_SIZE}, {NUM_LAYERS} layers)")
     return 0
 
 

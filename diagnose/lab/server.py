@@ -109,6 +109,10 @@ class LabServer:
             "--model", str(self.model_dir),
             "--served-model-name", MODEL_NAME,
             "--runner", "pooling",
+            # vLLM's CPU build serves a float32 checkpoint as float16, which this class of CPU (AVX2, no
+            # AVX512-FP16/AMX) emulates ~20x slower (a 2048x256 @ 256x512 matmul: 22 ms fp32, 456 ms fp16
+            # in the lab venv): the lab would measure the emulation, not vLLM (docs/cache-thrash.md).
+            "--dtype", "float32",
             "--max-model-len", str(MAX_MODEL_LEN),
             "--host", HOST,
             "--port", str(self.port),

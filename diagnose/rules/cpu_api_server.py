@@ -95,8 +95,8 @@ class ApiServerCpuRule:
                 "raise",
                 current_flag(ev, "--api-server-count", "1"),
                 str(proposed),
-                f"{current} → {proposed} frontend processes share tokenization and HTTP; the engine core may "
-                f"become the next limit (seen at ~630 pairs/s on an H200)",
+                f"{current} → {proposed} frontend processes share tokenization and HTTP; helps only with a "
+                f"free core per extra API server; the engine core may bind next (~630 pairs/s on an H200)",
             )
         ]
         few = thresholds.of("request-pattern")["few_docs_per_call"]
