@@ -122,3 +122,5 @@ class Bundle:
     sockstat_text: str | None = None
     # The client's view of the same window, when a `stress` run drove it: LoadReport.to_dict() (stress.json).
     stress: dict[str, Any] | None = None
+    # The bypass step over the same model and pairs: BypassReport.to_dict() (bypass.json), when it ran.
+    bypass: dict[str, Any] | None = None

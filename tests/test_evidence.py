@@ -261,3 +261,34 @@ def test_a_bundles_stress_report_gives_the_client_view(captures_dir) -> None:
     bundle.stress = {"latency": {"count": 393, "mean_s": 9.75, "p95_s": 10.4}}
     ev = build_evidence(bundle)
     assert (ev.client_mean_s, ev.client_p95_s) == (9.75, 10.4)
+
+
+def test_a_bypass_report_in_the_bundle_feeds_the_api_server_finding(captures_dir) -> None:
+    import json
+    from pathlib import Path
+
+    from diagnose.bundle import read_bundle
+    from diagnose.derive.evidence import build_evidence
+    from diagnose.rules.engine import run_rules
+
+    bundle = read_bundle(captures_dir / "s3_gpu_saturated_c64_d80_w300")
+    assert build_evidence(bundle).bypass_overhead_share is None
+    # The H200 bypass of the 0.6B shape (tests/fixtures/gpu-h200-bypass/0.6b): served vs direct, same pairs.
+    fixture = Path(__file__).parent / "fixtures" / "gpu-h200-bypass" / "0.6b" / "bypass.json"
+    bundle.bypass = json.loads(fixture.read_text())
+    ev = build_evidence(bundle)
+    assert ev.bypass_direct_pairs_per_s == pytest.approx(317.95, abs=0.01)
+    assert ev.bypass_overhead_share == pytest.approx(0.380, abs=0.001)
+    api = next(f for f in run_rules(ev).findings if f.rule_id == "cpu-api-server")
+    assert "Bypass: the model alone scored 318 pairs/s" in api.detail
+    assert api.numbers["bypass_overhead_share"] == pytest.approx(0.380, abs=0.001)
+
+
+def test_the_clients_long_tail_is_what_cache_thrash_reads_first() -> None:
+    from rules_support import analyze
+
+    from diagnose.rules.cache_thrash import RULE as CACHE_THRASH
+
+    starved = {"kv_cache_size_tokens": 2560, "prompt_tokens_per_pair": 1378.0, "waiting_capacity_max": 14.0}
+    finding = analyze(CACHE_THRASH, **starved, client_mean_s=1.0, client_p95_s=4.0)
+    assert finding is not None and "long tail: p95 4" in finding.detail

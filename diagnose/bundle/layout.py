@@ -18,6 +18,7 @@ SOCKETS = "sockets.csv"  # t_unix,port,scope,state,count — scope "port" (servi
 SERVER = "server.json"  # ServerInfo: /health, /version, /v1/models
 ISSUES = "issues.json"  # CollectorIssue list: why something is missing
 STRESS = "stress.json"  # the client's view from `rerank-doctor stress` over the same window
+BYPASS = "bypass.json"  # `rerank-doctor bypass --save`: the model run directly vs served
 MANIFEST = "bundle.json"  # schema version, tool version, how it was collected
 
 # One /metrics dump per marker line; a file with no marker is a single dump taken at an unknown time.

@@ -137,6 +137,20 @@ def _read_server(directory: Path, issues: list[CollectorIssue]) -> ServerInfo:
     return server
 
 
+def _read_report(path: Path, collector: str, what: str, issues: list[CollectorIssue]) -> dict | None:
+    """A JSON report a step wrote into the bundle (stress.json, bypass.json); None when absent."""
+    if not path.is_file():
+        return None
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        loaded = None
+    if not isinstance(loaded, dict):
+        issues.append(CollectorIssue(0.0, collector, f"{path.name} is unreadable; {what} is skipped"))
+        return None
+    return loaded
+
+
 def read_bundle(directory: str | Path) -> Bundle:
     """Loads a bundle folder; raises DoctorError only when there is nothing to diagnose in it."""
     path = Path(directory)
@@ -192,15 +206,8 @@ def read_bundle(directory: str | Path) -> Bundle:
     if sock_text:
         bundle.sockstat_text = sock_text.read_text(encoding="utf-8", errors="replace")
     bundle.server = _read_server(path, issues)
-    stress_path = path / layout.STRESS
-    if stress_path.is_file():
-        try:
-            loaded = json.loads(stress_path.read_text(encoding="utf-8"))
-            bundle.stress = loaded if isinstance(loaded, dict) else None
-        except ValueError:
-            issues.append(
-                CollectorIssue(0.0, "stress", f"{layout.STRESS} is unreadable; the client's view is skipped")
-            )
+    bundle.stress = _read_report(path / layout.STRESS, "stress", "the client's view", issues)
+    bundle.bypass = _read_report(path / layout.BYPASS, "bypass", "the bypass comparison", issues)
 
     if not (bundle.dumps or bundle.gpu or bundle.processes or bundle.sockets or bundle.sockstat_text):
         raise DoctorError(

@@ -167,4 +167,8 @@ def write_bundle(bundle: Bundle, directory: str | Path) -> Path:
         writer.set_issues(bundle.issues)
     if bundle.stress is not None:
         write_stress_report(directory, bundle.stress)
+    if bundle.bypass is not None:
+        (Path(directory) / layout.BYPASS).write_text(
+            json.dumps(bundle.bypass, indent=2) + "\n", encoding="utf-8"
+        )
     return Path(directory)

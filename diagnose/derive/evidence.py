@@ -125,6 +125,12 @@ class Evidence:
     # --- client view (a stress report), when there is one ----------------------------------------
     client_mean_s: float | None = None
     client_p95_s: float | None = None
+    # --- bypass (step 4: the same pairs on the model directly), when a bypass report is in the bundle -
+    bypass_direct_pairs_per_s: float | None = (
+        None  # bypass.json overhead: the model alone, one batch at a time
+    )
+    bypass_served_pairs_per_s: float | None = None  # the same pairs and batches through the server
+    bypass_overhead_share: float | None = None  # (served - direct time) / served time, 0-1
     # --- disk -------------------------------------------------------------------------------------
     disk_busy_max_pct: float | None = None  # not collected yet: the io rule skips with the reason
     # --- configuration: /v1/models, vllm:cache_config_info labels, the command line ---------------
@@ -286,6 +292,7 @@ def build_evidence(bundle: Bundle, client: ClientView | None = None) -> Evidence
         ev.client_mean_s, ev.client_p95_s = client.mean_s, client.p95_s
     why.setdefault("client_mean_s", "no stress report: run `rerank-doctor stress` for the client's view")
     why.setdefault("client_p95_s", why["client_mean_s"])
+    _bypass(ev, bundle.bypass, why)
     why["disk_busy_max_pct"] = "disk IO is not collected yet"
 
     ev.missing = {
@@ -294,6 +301,20 @@ def build_evidence(bundle: Bundle, client: ClientView | None = None) -> Evidence
         if value is None
     }
     return ev
+
+
+def _bypass(ev: Evidence, report: dict | None, why: dict[str, str]) -> None:
+    """Step 4's numbers: the served-vs-direct comparison measured against the server (--url) first."""
+    fields = ("bypass_direct_pairs_per_s", "bypass_served_pairs_per_s", "bypass_overhead_share")
+    rows = [r for r in (report or {}).get("overhead") or [] if isinstance(r, dict)]
+    rows.sort(key=lambda r: r.get("source") != "url")  # same pairs, same batches: the cleanest comparison
+    if not rows:
+        _group(why, list(fields), "no bypass report: run `rerank-doctor bypass --url URL --save BUNDLE`")
+        return
+    row = rows[0]
+    ev.bypass_direct_pairs_per_s = row.get("direct_pairs_per_s")
+    ev.bypass_served_pairs_per_s = row.get("served_pairs_per_s")
+    ev.bypass_overhead_share = row.get("share_of_served")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -103,9 +103,16 @@ class CacheThrashRule:
                 corroborating.append(
                     f"queue {secs(ev.queue_mean_s)} is {times(over)} inference {secs(ev.inference_mean_s)}"
                 )
-        tail_p95, tail_mean = (
-            (ev.http_p95_s, ev.http_mean_s) if ev.http_mean_s else (ev.e2e_p95_s, ev.e2e_mean_s)
-        )
+        # The client's view first (a stress run's exact percentiles, latency from the intended send time),
+        # then the server's HTTP histogram, then vLLM's e2e (bucket interpolations, coarser).
+        tail_p95: float | None
+        tail_mean: float | None
+        if ev.client_mean_s:
+            tail_p95, tail_mean = ev.client_p95_s, ev.client_mean_s
+        elif ev.http_mean_s:
+            tail_p95, tail_mean = ev.http_p95_s, ev.http_mean_s
+        else:
+            tail_p95, tail_mean = ev.e2e_p95_s, ev.e2e_mean_s
         if tail_p95 is not None and tail_mean and tail_p95 / tail_mean >= t["tail_p95_over_mean"]:
             corroborating.append(f"long tail: p95 {secs(tail_p95)} is {times(tail_p95 / tail_mean)} the mean")
 

@@ -67,6 +67,13 @@ class ApiServerCpuRule:
             f"it tokenizes every document, builds the engine requests and writes the JSON, none of it on the "
             f"GPU. {chain}: the frontend adds {times(ratio)} the engine's time.{gpu}"
         )
+        if ev.bypass_overhead_share is not None and ev.bypass_direct_pairs_per_s is not None:
+            # Step 4 agrees when the model alone is fast and most of the served time is the serving path.
+            detail += (
+                f" Bypass: the model alone scored {ev.bypass_direct_pairs_per_s:.0f} pairs/s, served "
+                f"{ev.bypass_served_pairs_per_s or 0:.0f} pairs/s: {ev.bypass_overhead_share:.0%} of the "
+                "served time is serving, not the model."
+            )
         if ratio is None:
             severity, confidence = Severity.WARNING, "medium"
             detail = (
@@ -137,6 +144,9 @@ class ApiServerCpuRule:
             "inference_mean_s",
             "gpu_util_mean_pct",
             "docs_per_call",
+            "bypass_direct_pairs_per_s",
+            "bypass_served_pairs_per_s",
+            "bypass_overhead_share",
         )
         numbers["frontend_ratio"] = ratio
         return numbers
