@@ -7,10 +7,10 @@ Exit status 0 when no finding is at or above --fail-on (default warning), 1 othe
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from diagnose.commands.server_args import add_server_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
@@ -60,13 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--words", type=int, default=100, help="with --stress: words per document (default 100)"
     )
-    parser.add_argument("--pid", type=int, help="the vLLM API server's pid, if the port does not lead to it")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("VLLM_API_KEY"),
-        help="key for a server started with --api-key (default $VLLM_API_KEY); never printed",
-    )
-    parser.add_argument("--no-gpu", action="store_true", help="skip NVML")
+    add_server_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from diagnose.commands.server_args import add_server_arguments
 from diagnose.units import positive_duration
 
 HELP = "collect /metrics, GPU, per-process CPU and sockets over a window into a bundle folder"
@@ -23,16 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-interval", type=positive_duration, default=5.0, help="/metrics scrape period (default 5s)"
     )
-    parser.add_argument("--pid", type=int, help="the vLLM API server's pid, if the port does not lead to it")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("VLLM_API_KEY"),
-        help="key for a server started with --api-key (default $VLLM_API_KEY); never saved",
-    )
     parser.add_argument(
         "--timeout", type=positive_duration, default=5.0, help="per-request limit (default 5s)"
     )
-    parser.add_argument("--no-gpu", action="store_true", help="skip NVML")
+    add_server_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 

@@ -8,8 +8,8 @@ name processes and ports of the serving host, which is nobody else's business by
 from __future__ import annotations
 
 import argparse
-import os
 
+from diagnose.commands.server_args import add_server_arguments
 from diagnose.units import positive_duration
 
 HELP = "serve the live diagnosis (verdict, findings, GPU, per-process CPU, sockets) as Prometheus metrics"
@@ -48,17 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_duration,
         help="mark values stale when the last good window is older than this (default 3 windows)",
     )
-    parser.add_argument("--pid", type=int, help="the vLLM API server's pid, if the port does not lead to it")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("VLLM_API_KEY"),
-        help="key for a server started with --api-key (default $VLLM_API_KEY); never printed",
-    )
     parser.add_argument(
         "--timeout", type=positive_duration, default=5.0, help="per-request limit (default 5s)"
     )
     parser.add_argument("--thresholds", help="TOML file overriding rule thresholds (as for `check`)")
-    parser.add_argument("--no-gpu", action="store_true", help="skip NVML")
+    add_server_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from diagnose.commands.server_args import add_server_arguments
 from diagnose.units import positive_duration
 
 HELP = "diagnose a live vLLM server continuously: the check view, refreshed after every window"
@@ -15,13 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=positive_duration, default=10.0, help="window length (default 10s)")
     parser.add_argument("--windows", type=int, help="stop after this many windows (default: until Ctrl-C)")
     parser.add_argument("--thresholds", help="TOML file overriding rule thresholds")
-    parser.add_argument("--pid", type=int, help="the vLLM API server's pid, if the port does not lead to it")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("VLLM_API_KEY"),
-        help="key for a server started with --api-key (default $VLLM_API_KEY); never printed",
-    )
-    parser.add_argument("--no-gpu", action="store_true", help="skip NVML")
+    add_server_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
