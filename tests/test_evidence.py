@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from diagnose.bundle import read_bundle
-from diagnose.derive.evidence import ClientView, build_evidence, parse_flags
+from diagnose.derive.evidence import ClientView, build_evidence
+from diagnose.derive.flags import parse_flags
 from diagnose.readings import (
     Bundle,
     CollectorIssue,

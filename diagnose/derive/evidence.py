@@ -9,13 +9,12 @@ inside the window. Unknown is None, never 0, and `missing` says why for every No
 from __future__ import annotations
 
 import math
-import re
-import shlex
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 
 from diagnose.derive import quantiles, window
+from diagnose.derive.flags import parse_flags
 from diagnose.derive.processes import cpu_by_role
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump, parse_dump
@@ -693,45 +692,6 @@ _INT_FLAGS = {
     "--max-num-batched-tokens": "flag_max_num_batched_tokens",
     "--max-model-len": "flag_max_model_len",
 }
-_SECRET = re.compile(r"(key|token|secret|password)$", re.IGNORECASE)  # not --max-num-batched-tokens
-_SHORT = {"-dp": "--data-parallel-size", "-tp": "--tensor-parallel-size", "-asc": "--api-server-count"}
-
-
-def parse_flags(command_line: str) -> dict[str, str]:
-    """'--x 1 --y=2 --z' -> {'--x': '1', '--y': '2', '--z': 'true'}; underscores read as dashes."""
-    try:
-        tokens = shlex.split(command_line)
-    except ValueError:
-        tokens = command_line.split()
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        i += 1
-        if not token.startswith("-") or token == "-m":
-            continue
-        name, eq, value = token.partition("=")
-        name = _SHORT.get(name, name)
-        name = "--" + name.lstrip("-").replace("_", "-")
-        if eq and _SECRET.search(name):
-            value = "<redacted>"
-        if eq:
-            out[name] = value
-        elif _SECRET.search(name):
-            # The command line should arrive redacted; never let a key through if it did not.
-            out[name] = "<redacted>"
-            i += 1
-        elif i < len(tokens) and not tokens[i].startswith("--") and not _is_short_flag(tokens[i]):
-            out[name] = tokens[i]
-            i += 1
-        else:
-            out[name] = "true"
-    return out
-
-
-def _is_short_flag(token: str) -> bool:
-    # "-1" is a value; "-tp" is a flag.
-    return token.startswith("-") and not token[1:2].isdigit() and token != "-"
 
 
 def _flags(ev: Evidence, command_line: str | None, why: dict[str, str]) -> None:
