@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from diagnose.derive.evidence import Evidence
-from diagnose.report import Finding, Severity
+from diagnose.report import Finding, Severity, Suggestion
 from diagnose.thresholds import Thresholds
 
 # One entry per needed field; a tuple entry means "any one of these will do".
@@ -72,6 +72,19 @@ def current_flag(evidence: Evidence, flag: str, default: str = "default") -> str
     if flag in evidence.flags:
         return evidence.flags[flag]
     return default if evidence.flags_known else None
+
+
+def more_engines(evidence: Evidence, why: str) -> Suggestion:
+    """`--data-parallel-size` doubled: each rank is an EngineCore (and a device) of its own. Several rules
+    end at "capacity is short, not a setting", and say it the same way."""
+    dp = evidence.flag_data_parallel_size
+    return Suggestion(
+        "--data-parallel-size",
+        "raise",
+        current_flag(evidence, "--data-parallel-size", "1"),
+        str(2 * dp) if dp else "2",
+        why,
+    )
 
 
 def table(thresholds: Thresholds, rule_id: str) -> Mapping[str, float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, current_flag, ladder, pct, pick
+from diagnose.rules.base import Needs, current_flag, ladder, more_engines, pct, pick
 from diagnose.thresholds import Thresholds
 
 
@@ -83,7 +83,6 @@ class EngineCoreCpuRule:
             severity, confidence = Severity(min(busy, waiting)), "high"
             queue = f"Up to {ev.waiting_max:.0f} requests waited at a scrape."
         api_text = f" API servers are not hot ({pct(api)})." if api is not None else ""
-        dp = ev.flag_data_parallel_size
         return Finding(
             rule_id=self.id,
             label=self.label,
@@ -94,12 +93,8 @@ class EngineCoreCpuRule:
             "No flag splits one engine core; add engines.",
             numbers=numbers,
             suggestions=[
-                Suggestion(
-                    "--data-parallel-size",
-                    "raise",
-                    current_flag(ev, "--data-parallel-size", "1"),
-                    str(2 * dp) if dp else "2",
-                    "each data-parallel rank runs its own EngineCore process (or run more replicas)",
+                more_engines(
+                    ev, "each data-parallel rank runs its own EngineCore process (or run more replicas)"
                 ),
                 Suggestion(
                     "--max-num-batched-tokens",

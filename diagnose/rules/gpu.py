@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, current_flag, ladder, pct, pick, secs
+from diagnose.rules.base import Needs, current_flag, ladder, more_engines, pct, pick, secs
 from diagnose.thresholds import Thresholds
 
 
@@ -79,7 +79,6 @@ class GpuRule:
             # No queue evidence (no /metrics): say so and do not claim more than a warning.
             severity, confidence = min(busy, Severity.WARNING), "medium"
             queue_text = "Queue time is unknown (no vLLM metrics in the window)."
-        dp = ev.flag_data_parallel_size
         return Finding(
             rule_id=self.id,
             label=self.label,
@@ -89,11 +88,8 @@ class GpuRule:
             detail=f"{nvml} {queue_text}{power} Less CPU work will not help; more GPU capacity will.",
             numbers=numbers,
             suggestions=[
-                Suggestion(
-                    "--data-parallel-size",
-                    "raise",
-                    current_flag(ev, "--data-parallel-size", "1"),
-                    str(2 * dp) if dp else "2",
+                more_engines(
+                    ev,
                     "one engine per GPU: throughput grows with GPUs when the GPU is the limit (or replicas)",
                 ),
                 Suggestion(

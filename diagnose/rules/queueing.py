@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, current_flag, pct, pick, secs
+from diagnose.rules.base import Needs, more_engines, pct, pick, secs
 from diagnose.thresholds import Thresholds
 
 
@@ -51,7 +51,6 @@ class QueueingRule:
             if (ev.waiting_mean is not None and ev.waiting_max is not None)
             else ""
         )
-        dp = ev.flag_data_parallel_size
         return Finding(
             rule_id=self.id,
             label=label,
@@ -81,12 +80,8 @@ class QueueingRule:
                     "cap calls in flight",
                     "past capacity every extra call only waits longer; queue at the client, not in vLLM",
                 ),
-                Suggestion(
-                    "--data-parallel-size",
-                    "raise",
-                    current_flag(ev, "--data-parallel-size", "1"),
-                    str(2 * dp) if dp else "2",
-                    "one more engine (and device) per rank, or more replicas: capacity is short",
+                more_engines(
+                    ev, "one more engine (and device) per rank, or more replicas: capacity is short"
                 ),
             ],
         )
