@@ -31,7 +31,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from diagnose.bundle import read_bundle
+from diagnose.bundle import read_bundle, split_dumps
 from diagnose.collect.sockets import TCP_STATES
 from diagnose.derive.evidence import build_evidence
 from diagnose.exporter.collector import ReportCollector
@@ -39,7 +39,6 @@ from diagnose.exporter.loop import CollectionLoop
 from diagnose.exporter.server import build_registry
 from diagnose.exporter.snapshot import build_snapshot
 from diagnose.exporter.state import ExporterState
-from diagnose.metrics.exposition import split_captures
 from diagnose.rules.engine import run_rules
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +75,7 @@ def diagnosed_state(tmp: Path) -> ExporterState:
 
 
 def stand_in_vllm() -> tuple[http.server.ThreadingHTTPServer, str]:
-    dumps = split_captures(LAB.read_text())
+    dumps = split_dumps(LAB.read_text())
     metrics = dumps[-1].text.encode()
     routes = {
         "/metrics": (metrics, "text/plain; version=0.0.4"),

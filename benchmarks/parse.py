@@ -20,8 +20,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from diagnose.bundle import split_dumps
 from diagnose.metrics import exposition
-from diagnose.metrics.exposition import parse_text, split_captures
+from diagnose.metrics.exposition import parse_text
 
 REPO = Path(__file__).resolve().parent.parent
 S3_TAR = REPO.parent / "shared" / "captures" / "gpu-vllm-0.26" / "s3_gpu_saturated_c64_d80_w300.tar.gz"
@@ -59,7 +60,7 @@ def inputs(args: list[str], tmp: Path) -> list[tuple[str, str]]:
         out.append(
             (
                 "vLLM 0.32 CPU lab fixture (last dump)",
-                split_captures(LAB.read_text(errors="replace"))[-1].text,
+                split_dumps(LAB.read_text(errors="replace"))[-1].text,
             )
         )
     return out

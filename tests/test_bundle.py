@@ -100,6 +100,12 @@ def test_hand_run_folder_with_one_unmarked_dump_loads(tmp_path: Path, captures_d
     assert len(bundle.gpu) > 10
 
 
+def test_split_dumps_returns_each_dump_with_its_time() -> None:
+    text = "### capture t_unix=10.5\na 1\n### capture t_unix=15.25\na 2\n"
+    dumps = split_dumps(text)
+    assert [(d.t_unix, d.text) for d in dumps] == [(10.5, "a 1\n"), (15.25, "a 2\n")]
+
+
 def test_split_dumps_without_marker_is_one_dump_and_empty_is_none() -> None:
     assert split_dumps("a 1\n", 7.0) == [MetricsDump(7.0, "a 1\n")]
     assert split_dumps("   \n") == []

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from diagnose.bundle import split_dumps
 from diagnose.metrics import exposition
-from diagnose.metrics.exposition import ParsedDump, parse_dump, parse_text, split_captures
+from diagnose.metrics.exposition import ParsedDump, parse_dump, parse_text
 from diagnose.readings import MetricsDump
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -42,7 +43,7 @@ def real_dumps(captures: Path) -> list[tuple[str, str]]:
         for f in sorted(scenario.glob("metrics_*.txt")):
             text = f.read_text(errors="replace")
             if f.name == "metrics_series_5s.txt":
-                for i, d in enumerate(split_captures(text)):
+                for i, d in enumerate(split_dumps(text)):
                     dumps.append((f"{scenario.name}/{f.name}#{i}", d.text))
             else:
                 dumps.append((f"{scenario.name}/{f.name}", text))
@@ -70,7 +71,7 @@ def test_real_dump_types_match_prometheus_client(captures_dir: Path) -> None:
 
 
 def test_the_07_era_fixture_parses_like_prometheus_client() -> None:
-    for dump in split_captures((FIXTURES / "vllm-0.7-era" / "metrics.prom").read_text()):
+    for dump in split_dumps((FIXTURES / "vllm-0.7-era" / "metrics.prom").read_text()):
         ours = parse_dump(dump)
         assert ours.problems == []
         assert_same_samples(ours, reference(dump.text))
@@ -80,7 +81,7 @@ def test_lab_032_fixture_parses_like_prometheus_client() -> None:
     path = FIXTURES / "vllm-0.32-cpu-lab" / "metrics.prom"
     if not path.is_file():
         pytest.skip("the lab's vLLM 0.32 recording is not there yet (tests/fixtures/record_lab_fixtures.py)")
-    dumps = split_captures(path.read_text(errors="replace"))
+    dumps = split_dumps(path.read_text(errors="replace"))
     assert dumps
     for dump in dumps:
         ours = parse_dump(dump)
@@ -196,13 +197,3 @@ def test_a_second_parse_of_the_same_text_gives_the_same_result() -> None:
 
 def test_parse_dump_keeps_the_dump_time() -> None:
     assert parse_dump(MetricsDump(t_unix=12.5, text="up 1\n")).t_unix == 12.5
-
-
-def test_split_captures_returns_each_dump_with_its_time() -> None:
-    text = "### capture t_unix=10.5\na 1\n### capture t_unix=15.25\na 2\n"
-    dumps = split_captures(text)
-    assert [(d.t_unix, d.text) for d in dumps] == [(10.5, "a 1\n"), (15.25, "a 2\n")]
-
-
-def test_split_captures_without_markers_is_one_dump_of_unknown_time() -> None:
-    assert split_captures("a 1\n") == [MetricsDump(0.0, "a 1\n")]

@@ -19,6 +19,7 @@ import psutil
 import pytest
 import requests
 
+from diagnose.bundle import split_dumps
 from diagnose.cli import main as cli_main
 from diagnose.errors import DoctorError
 from diagnose.lab import build_model
@@ -26,7 +27,7 @@ from diagnose.lab.server import LabServer
 from diagnose.lab.traffic import rerank_payload, send_rerank_calls
 from diagnose.lab.venv import MARKER_NAME, STEPS, LabSetupError, ensure_lab_venv
 from diagnose.metrics import names
-from diagnose.metrics.exposition import parse_dump, parse_text, split_captures
+from diagnose.metrics.exposition import parse_dump, parse_text
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -173,7 +174,7 @@ def test_lab_down_with_nothing_running_is_not_an_error(
 def test_recorded_lab_run_counts_one_engine_request_per_document() -> None:
     folder = FIXTURES / "vllm-0.32-cpu-lab"
     load = json.loads((folder / "load.json").read_text())
-    before, after = (parse_dump(d) for d in split_captures((folder / "metrics.prom").read_text()))
+    before, after = (parse_dump(d) for d in split_dumps((folder / "metrics.prom").read_text()))
     assert before.problems == [] and after.problems == []
     assert after.t_unix > before.t_unix > 0
     stop = _delta(before, after, "request_success", finished_reason="stop")
@@ -184,7 +185,7 @@ def test_recorded_lab_run_counts_one_engine_request_per_document() -> None:
 
 
 def test_recorded_disable_log_stats_run_has_no_vllm_engine_metrics_but_http_ones() -> None:
-    (dump,) = split_captures((FIXTURES / "vllm-0.32-cpu-lab-disable-log-stats" / "metrics.prom").read_text())
+    (dump,) = split_dumps((FIXTURES / "vllm-0.32-cpu-lab-disable-log-stats" / "metrics.prom").read_text())
     parsed = parse_dump(dump)
     assert not any(name.startswith("vllm:") for name in parsed.samples)
     assert names.value(parsed, "http_requests", handler="/v1/rerank") == 10

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from diagnose.bundle import split_dumps
 from diagnose.metrics import names
-from diagnose.metrics.exposition import ParsedDump, parse_text, split_captures
+from diagnose.metrics.exposition import ParsedDump, parse_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -20,7 +21,7 @@ def s3_end(captures_dir: Path) -> ParsedDump:
 
 @pytest.fixture(scope="module")
 def era07() -> list[ParsedDump]:
-    dumps = split_captures((FIXTURES / "vllm-0.7-era" / "metrics.prom").read_text())
+    dumps = split_dumps((FIXTURES / "vllm-0.7-era" / "metrics.prom").read_text())
     return [parse_text(d.text, d.t_unix) for d in dumps]
 
 
@@ -229,7 +230,7 @@ def test_lab_032_resolves_the_current_names() -> None:
     path = FIXTURES / "vllm-0.32-cpu-lab" / "metrics.prom"
     if not path.is_file():
         pytest.skip("the lab's vLLM 0.32 recording is not there yet (tests/fixtures/record_lab_fixtures.py)")
-    last = split_captures(path.read_text(errors="replace"))[-1]
+    last = split_dumps(path.read_text(errors="replace"))[-1]
     parsed = parse_text(last.text, last.t_unix)
     assert names.resolve(parsed, "kv_usage") == "vllm:kv_cache_usage_perc"
     assert names.resolve(parsed, "queue_time") == "vllm:request_queue_time_seconds"
@@ -244,7 +245,7 @@ def test_lab_032_counts_the_recorded_rerank_calls() -> None:
     path = FIXTURES / "vllm-0.32-cpu-lab" / "metrics.prom"
     if not path.is_file():
         pytest.skip("the lab's vLLM 0.32 recording is not there yet (tests/fixtures/record_lab_fixtures.py)")
-    before, after = (parse_text(d.text, d.t_unix) for d in split_captures(path.read_text(errors="replace")))
+    before, after = (parse_text(d.text, d.t_unix) for d in split_dumps(path.read_text(errors="replace")))
     # The lab's README: 10 rerank calls x 8 documents; 7058 prompt tokens by the responses' usage.
     stop = counter_delta(
         names.value(before, "request_success", finished_reason="stop"),

@@ -159,7 +159,8 @@ class Evidence:
 
 # ------------------------------------------------------------------------------------------------
 # Groups of fields that share one reason for being unknown.
-_METRIC_FIELDS = [
+# vLLM's per-request latency histograms: unknown together when no request finished in the window.
+_LATENCY_FIELDS = [
     "queue_p95_s",
     "queue_mean_s",
     "inference_mean_s",
@@ -167,6 +168,9 @@ _METRIC_FIELDS = [
     "prefill_mean_s",
     "e2e_p95_s",
     "e2e_mean_s",
+]
+_METRIC_FIELDS = [
+    *_LATENCY_FIELDS,
     "http_handler",
     "http_p95_s",
     "http_mean_s",
@@ -427,19 +431,7 @@ def _counters(ev: Evidence, first: ParsedDump, last: ParsedDump, why: dict[str, 
     _, ev.prefill_mean_s = _hist_stats(_hist(first, last, "prefill_time"))
     ev.e2e_p95_s, ev.e2e_mean_s = _hist_stats(_hist(first, last, "e2e_latency"), 0.95, "e2e_p95_s", why)
     if queue is not None and queue.count <= 0:
-        _group(
-            why,
-            [
-                "queue_p95_s",
-                "queue_mean_s",
-                "inference_mean_s",
-                "inference_p95_s",
-                "prefill_mean_s",
-                "e2e_p95_s",
-                "e2e_mean_s",
-            ],
-            "no request finished in the window",
-        )
+        _group(why, _LATENCY_FIELDS, "no request finished in the window")
 
     reasons = _label_deltas(first, last, "request_success", "finished_reason")
     ev.finished_by_reason = reasons

@@ -40,7 +40,6 @@ _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 _KNOWN_TYPES = frozenset(
     {"counter", "gauge", "histogram", "summary", "untyped", "info", "stateset", "gaugehistogram", "unknown"}
 )
-_CAPTURE_MARKER = "### capture t_unix="
 _JSON_START = re.compile(r'[\[{]\s*("[^"\n]*"\s*:|[\[{\]}])')
 _HELP_ESCAPE = re.compile(r"\\[\\n]")
 
@@ -243,33 +242,3 @@ def _report(problems: _Problems, number: int, reason: str, line: str, on_truncat
 
 def parse_dump(dump: MetricsDump) -> ParsedDump:
     return parse_text(dump.text, dump.t_unix)
-
-
-def split_captures(text: str) -> list[MetricsDump]:
-    """Split a file of several dumps, each after a `### capture t_unix=<float>` line, into MetricsDumps.
-
-    Text with no marker is one dump with t_unix 0.0 (time unknown). Text before the first marker is
-    kept as a dump of its own only if it holds something other than blank lines.
-    """
-    dumps: list[MetricsDump] = []
-    t_unix = 0.0
-    start = 0
-    pos = 0
-    while True:
-        at = text.find(_CAPTURE_MARKER, pos)
-        while at > 0 and text[at - 1] != "\n":  # the marker must start a line
-            at = text.find(_CAPTURE_MARKER, at + 1)
-        if at < 0:
-            break
-        chunk = text[start:at]
-        if dumps or chunk.strip():
-            dumps.append(MetricsDump(t_unix, chunk))
-        eol = text.find("\n", at)
-        eol = len(text) if eol < 0 else eol
-        value = _parse_value(text[at + len(_CAPTURE_MARKER) : eol].strip())
-        t_unix = value if value is not None else 0.0
-        start = pos = eol + 1
-    chunk = text[start:]
-    if dumps or chunk.strip() or not text:
-        dumps.append(MetricsDump(t_unix, chunk))
-    return dumps

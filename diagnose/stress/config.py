@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
+from diagnose.units import parse_duration_s
 
 # Endpoint path -> body shape. vLLM serves the rerank shape under three paths (Jina/Cohere-style
 # `/v1/rerank` and `/v2/rerank`, bare `/rerank`) and the score shape under two.
@@ -23,20 +24,17 @@ ENDPOINTS = RERANK_ENDPOINTS + SCORE_ENDPOINTS
 
 ARRIVALS = ("poisson", "constant")
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
 
 def parse_duration(text: str, what: str = "--duration") -> float:
     """'10s', '2m', '500ms', '1.5h' or a bare number of seconds -> seconds (> 0)."""
-    match = _DURATION_RE.match(str(text))
-    if not match:
+    try:
+        seconds = parse_duration_s(text)  # one grammar for every duration flag (diagnose/units.py)
+    except ValueError:
         raise DoctorError(
             f"{what} {text!r} is not a duration",
             "write it like 30s, 2m, 500ms or 1h",
             ExitStatus.USAGE,
-        )
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+        ) from None
     if not seconds > 0:
         raise DoctorError(f"{what} must be longer than zero (got {text!r})", "use e.g. 30s", ExitStatus.USAGE)
     return seconds
