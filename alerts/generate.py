@@ -4,7 +4,7 @@ Run: python alerts/generate.py            (rewrites the rules file)
      python alerts/generate.py --check    (exit 1 if the committed file differs; tests do this too)
 
 Generated, not hand-written, for two reasons: every vLLM metric name and both spellings come from the
-same table the CLI reads (diagnose.metrics.names via diagnose.exporter.promql), and the thresholds come
+same table the CLI reads (diagnose.metrics.names via diagnose.metrics.promql), and the thresholds come
 from diagnose.thresholds.DEFAULTS, so `rerank-doctor check` and the alerts agree on what is bad. The
 e2e test builds a variant with short `for:` from the same function (`build_rules(...)`).
 
@@ -23,7 +23,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from diagnose.exporter import promql  # noqa: E402
+from diagnose.metrics import promql  # noqa: E402
 from diagnose.thresholds import DEFAULTS  # noqa: E402
 
 RULES_FILE = HERE / "rerank-doctor.rules.yml"

@@ -4,7 +4,7 @@ Run: python dashboards/generate.py            (rewrites the JSON)
      python dashboards/generate.py --check    (exit 1 if the committed JSON differs; tests do this too)
 
 No generator library (nothing to pin): panels are dicts in Grafana's dashboard JSON model (schemaVersion
-39, Grafana 10/11/12). Every vLLM query comes from diagnose.exporter.promql, so it accepts both spellings
+39, Grafana 10/11/12). Every vLLM query comes from diagnose.metrics.promql, so it accepts both spellings
 (`vllm:x`, `vllm_x`) and every name vLLM has used (diagnose.metrics.names), newest first. The datasource
 is the provisioned one, by its fixed uid (dashboards/provisioning/datasources/prometheus.yml).
 """
@@ -19,7 +19,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from diagnose.exporter import promql  # noqa: E402
+from diagnose.metrics import promql  # noqa: E402
 from diagnose.report import LABELS  # noqa: E402
 
 OUT = HERE / "rerank-doctor-overview.json"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return int(ExitStatus.USAGE)
+    if args.debug or os.environ.get("RERANK_DOCTOR_DEBUG"):
+        # What is isolated so that the run goes on (a rule that raised) is logged with its traceback.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logging.getLogger("diagnose").addHandler(handler)
+        logging.getLogger("diagnose").setLevel(logging.DEBUG)
     try:
         return int(args._run(args))
     except DoctorError as err:

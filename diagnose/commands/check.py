@@ -1,6 +1,6 @@
 """`rerank-doctor check`: diagnose a live vLLM server over a short window, or a saved bundle.
 
-Pipeline: collect (or read a bundle) -> build_evidence -> rules -> report -> text or JSON.
+Pipeline: collect (or read a bundle) -> diagnose.pipeline.diagnose -> text or JSON.
 Exit status 0 when no finding is at or above --fail-on (default warning), 1 otherwise.
 """
 
@@ -78,11 +78,10 @@ def show_report(report: Report, *, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diagnose.derive.evidence import build_evidence
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
+    from diagnose.pipeline import diagnose, metrics_issue
     from diagnose.report import Severity
-    from diagnose.rules.engine import run_rules
     from diagnose.thresholds import load
 
     thresholds = load(args.thresholds)  # before collecting: a typo should not cost a window
@@ -129,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
             bundle, _ = collect_to_folder(url=args.url, out=None, duration_s=args.duration, **collect_args)
         if not bundle.dumps:
-            first = next((i for i in bundle.issues if i.collector == "vllm"), None)
+            first = metrics_issue(bundle)
             raise DoctorError(
                 f"no /metrics from {args.url}" + (f": {first.reason}" if first else ""),
                 (first.fix if first and first.fix else "check the URL and that vLLM is running"),
@@ -137,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             )
         source = args.url
 
-    report = run_rules(build_evidence(bundle), thresholds, source=source)
+    report = diagnose(bundle, thresholds, source=source)
     show_report(report, as_json=args.json)
     fail_on = Severity.parse(args.fail_on)
     return int(ExitStatus.FINDINGS if report.worst() >= fail_on else ExitStatus.OK)

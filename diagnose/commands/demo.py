@@ -39,13 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     from diagnose.collect.under_load import collect_under_load
     from diagnose.commands.check import show_report
-    from diagnose.derive.evidence import build_evidence
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.lab.progress import terminal_progress
     from diagnose.lab.server import LabServer
     from diagnose.lab.venv import default_lab_dir, ensure_lab
-    from diagnose.rules.engine import run_rules
+    from diagnose.pipeline import diagnose
     from diagnose.stress import IntRange, LoadConfig
     from diagnose.thresholds import load as load_thresholds
 
@@ -74,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
             words=IntRange(args.words, args.words),
         )
         bundle = collect_under_load(config, url=server.url, out=args.out, duration_s=args.duration)
-    report = run_rules(
-        build_evidence(bundle), load_thresholds(None), source=f"demo: real vLLM lab {server.url}"
-    )
+    report = diagnose(bundle, load_thresholds(None), source=f"demo: real vLLM lab {server.url}")
     show_report(report, as_json=args.json)
     console.print(f"bundle: {args.out}  (again: rerank-doctor check --from {args.out})")
     return int(ExitStatus.OK)

@@ -26,11 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from diagnose.collect.run import collect_to_folder
-    from diagnose.derive.evidence import build_evidence
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
+    from diagnose.pipeline import diagnose, metrics_issue
     from diagnose.render.text import report_renderable
-    from diagnose.rules.engine import run_rules
     from diagnose.thresholds import load
 
     if args.windows is not None and args.windows <= 0:
@@ -54,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
                 )
                 stamp = time.strftime("%H:%M:%S")
                 if not bundle.dumps:
-                    first = next((i for i in bundle.issues if i.collector in ("vllm", "server")), None)
+                    first = metrics_issue(bundle)
                     reason = first.reason if first else "no /metrics"
                     live.update(
                         Text(f"{stamp}  {args.url}: {reason} — retrying every {args.every:g} s", style="red")
                     )
                     time.sleep(args.every)  # an unreachable server answers at once: don't spin
                 else:
-                    report = run_rules(build_evidence(bundle), thresholds, source=args.url)
+                    report = diagnose(bundle, thresholds, source=args.url)
                     live.update(
                         Group(Text(f"{stamp}  window {shown + 1}", style="dim"), report_renderable(report))
                     )

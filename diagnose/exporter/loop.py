@@ -1,7 +1,7 @@
 """The background collection: windows back to back, each diagnosed, the last good one published.
 
 Each window uses the same pipeline as `rerank-doctor check --url`: `build_sources` ->
-`collect_window` -> `build_evidence` -> `run_rules`. The sources are built anew for every window because
+`collect_window` -> `diagnose.pipeline.diagnose`. The sources are built anew for every window because
 `collect_window` owns their lifetime (it starts and closes NVML, and drops a source that failed).
 A window that gets no /metrics at all is a failure: the last good snapshot stays, marked stale.
 Nothing here raises out of the thread: an unexpected error is a failed window with its one-line reason.
@@ -69,8 +69,7 @@ class CollectionLoop:
         """Collect and diagnose one window; publish it. True when it produced a report."""
         from diagnose.collect import run, sampler
         from diagnose.collect.sockets import TCP_STATES
-        from diagnose.derive.evidence import build_evidence
-        from diagnose.rules.engine import run_rules
+        from diagnose.pipeline import diagnose, metrics_issue
 
         build_sources = self._build_sources or run.build_sources
         collect_window = self._collect_window or sampler.collect_window
@@ -100,12 +99,12 @@ class CollectionLoop:
         # vLLM restarts, the old pid is gone, the window finds nothing, and the next one searches again.
         self._known_pid = bundle.server.pids[0] if bundle.server.pids else None
         if not bundle.dumps:
-            first = next((i for i in bundle.issues if i.collector in ("vllm", "server")), None)
+            first = metrics_issue(bundle)
             reason = first.reason if first else f"no /metrics from {self.url}"
             self.state.fail(reason, _up(bundle))
             return False
         try:
-            report = run_rules(build_evidence(bundle), self.thresholds, source=self.url)
+            report = diagnose(bundle, self.thresholds, source=self.url)
         except Exception as err:
             self.state.fail(f"diagnosis failed: {type(err).__name__}: {err}", _up(bundle))
             return False

@@ -8,6 +8,7 @@ GPU or CPU readings) or when the window saw no traffic.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from diagnose.derive.evidence import Evidence
@@ -21,6 +22,23 @@ from diagnose.thresholds import Thresholds
 # Without these a "healthy" verdict cannot be claimed with full confidence.
 TRIAGE = ("gpu", "cpu-api-server", "cpu-engine-core")
 
+log = logging.getLogger(__name__)
+
+
+def _judge(rule: Rule, evidence: Evidence, thresholds: Thresholds) -> Finding | Skipped | None:
+    """One rule, isolated: a rule that raises is a bug in that rule, not a reason to lose every other
+    finding. It becomes a skipped rule whose reason is the exception's one line (`--debug` logs the
+    traceback)."""
+    try:
+        reason = skip_reason(rule, evidence)
+        if reason is not None:
+            return Skipped(rule.id, reason)
+        return rule.evaluate(evidence, thresholds)
+    except Exception as err:
+        log.debug("rule %s raised", rule.id, exc_info=True)
+        line = str(err).splitlines()[0] if str(err) else ""
+        return Skipped(rule.id, f"the rule failed ({type(err).__name__}: {line}): a bug, please report it")
+
 
 def run_rules(
     evidence: Evidence,
@@ -33,13 +51,11 @@ def run_rules(
     findings: list[tuple[int, Finding]] = []
     skipped: list[Skipped] = []
     for order, rule in enumerate(rules):
-        reason = skip_reason(rule, evidence)
-        if reason is not None:
-            skipped.append(Skipped(rule.id, reason))
-            continue
-        finding = rule.evaluate(evidence, thresholds)
-        if finding is not None:
-            findings.append((order, finding))
+        outcome = _judge(rule, evidence, thresholds)
+        if isinstance(outcome, Skipped):
+            skipped.append(outcome)
+        elif outcome is not None:
+            findings.append((order, outcome))
     findings.sort(key=lambda pair: (-pair[1].severity, pair[1].step, pair[0]))
     ordered = [f for _, f in findings]
 

@@ -1,0 +1,31 @@
+"""The one diagnosis pipeline: bundle -> evidence -> rules -> report.
+
+Every command that diagnoses (check, watch, demo, the exporter, fleet mode) calls `diagnose`; none of them
+re-assembles the steps. Collection stays with the caller: a bundle read from disk, collected live, or built
+from Prometheus all arrive here as the same `Bundle`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diagnose.readings import Bundle, CollectorIssue
+    from diagnose.report import Report
+    from diagnose.thresholds import Thresholds
+
+# The collectors whose failure means "no /metrics came back" (the HTTP scrape, and the server probe).
+_METRICS_COLLECTORS = ("vllm", "server")
+
+
+def diagnose(bundle: Bundle, thresholds: Thresholds | None = None, source: str = "") -> Report:
+    """The report for one bundle. Pure over the bundle: the same bundle always gives the same report."""
+    from diagnose.derive.evidence import build_evidence
+    from diagnose.rules.engine import run_rules
+
+    return run_rules(build_evidence(bundle), thresholds, source=source)
+
+
+def metrics_issue(bundle: Bundle) -> CollectorIssue | None:
+    """Why a bundle has no /metrics dump: the first issue the vLLM scrape (or the server probe) recorded."""
+    return next((i for i in bundle.issues if i.collector in _METRICS_COLLECTORS), None)
