@@ -21,8 +21,12 @@ def render(renderable) -> str:
 
 
 def test_text_report_shows_verdict_findings_numbers_knobs_and_skipped_rules():
-    ev = evidence(api_server_cpu_mean_pct=104.0, http_mean_s=2.5, gpu_util_median_pct=None)
-    ev.missing["gpu_util_median_pct"] = "needs NVML: no GPU on this host"
+    ev = evidence(
+        why={"gpu_util_median_pct": "needs NVML: no GPU on this host"},
+        api_server_cpu_mean_pct=104.0,
+        http_mean_s=2.5,
+        gpu_util_median_pct=None,
+    )
     out = render(report_renderable(run_rules(ev, source="http://127.0.0.1:8000")))
     assert "rerank-doctor verdict" in out and "CRITICAL" in out and "confidence high" in out
     assert "cpu-api-server" in out and "frontend_ratio" in out

@@ -38,7 +38,7 @@ def _suggestion(s: Suggestion) -> dict[str, Any]:
     }
 
 
-def _finding(f: Finding) -> dict[str, Any]:
+def finding_to_dict(f: Finding) -> dict[str, Any]:
     return {
         "rule_id": f.rule_id,
         "label": f.label,
@@ -66,7 +66,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "rule_id": report.verdict.rule_id,
         },
         "worst_severity": report.worst().label,
-        "findings": [_finding(f) for f in report.findings],
+        "findings": [finding_to_dict(f) for f in report.findings],
         "skipped": [{"rule_id": s.rule_id, "reason": s.reason} for s in report.skipped],
         "evidence": _clean(report.evidence),
         "missing": dict(report.missing),

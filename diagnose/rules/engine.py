@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from diagnose.derive.evidence import Evidence
 from diagnose.report import Finding, Report, Severity, Skipped, Verdict
 from diagnose.rules import RULES
-from diagnose.rules.base import Rule, skip_reason
+from diagnose.rules.base import Rule, is_idle, skip_reason
 from diagnose.rules.healthy import RULE as HEALTHY
-from diagnose.rules.healthy import is_idle
 from diagnose.thresholds import Thresholds
 
 # Without these a "healthy" verdict cannot be claimed with full confidence.

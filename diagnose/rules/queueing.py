@@ -14,41 +14,49 @@ Not a fault: a queue short next to the work itself (a burst absorbed), or under 
 from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.cpu import Cpu
+from diagnose.derive.sections.gpu import Gpu
+from diagnose.derive.sections.latency import Latency
+from diagnose.derive.sections.scheduler import Scheduler
+from diagnose.derive.sections.shape import Shape
+from diagnose.derive.sections.traffic import Traffic
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, more_engines, pct, pick, secs
+from diagnose.rules.base import Rule, more_engines, pct, pick, secs
 from diagnose.thresholds import Thresholds
 
 
-class QueueingRule:
+class QueueingRule(Rule):
     id = "queueing"
     step = 1
     label = "cpu"  # or "gpu": decided per window (see evaluate)
-    needs: Needs = ("queue_mean_s", "inference_mean_s")
+    needs = (Latency.queue_mean_s, Latency.inference_mean_s)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
         t = thresholds.of(self.id)
-        queue, work = ev.queue_mean_s, ev.inference_mean_s
+        queue, work = ev.latency.queue_mean_s, ev.latency.inference_mean_s
         if queue is None or work is None:
             return None
         if queue < t["queue_warning_s"] or queue < t["queue_over_inference_min"] * work:
             return None  # short against the work itself: a burst absorbed, not a server past capacity
         severity = Severity.CRITICAL if queue >= t["queue_critical_s"] else Severity.WARNING
-        cpu_build = ev.worker_cpu_mean_pct is not None and ev.gpu_util_mean_pct is None
+        cpu_build = ev.cpu.worker_cpu_mean_pct is not None and ev.gpu.gpu_util_mean_pct is None
         if cpu_build:
             label = "cpu"
             where = (
-                f"The model runs on the CPU here (VLLM::Worker at {pct(ev.worker_cpu_mean_pct)} of a core, "
-                f"host at {pct(ev.host_cpu_mean_pct)} of all cores): the model's compute is the limit."
+                f"The model runs on the CPU here (VLLM::Worker at {pct(ev.cpu.worker_cpu_mean_pct)} "
+                f"of a core, "
+                f"host at {pct(ev.cpu.host_cpu_mean_pct)} of all cores): the model's compute is the limit."
             )
-        elif ev.gpu_util_mean_pct is not None:
+        elif ev.gpu.gpu_util_mean_pct is not None:
             label = "gpu"
-            where = f"GPU busy {pct(ev.gpu_util_mean_pct)} of the time (NVML: a kernel was running)."
+            where = f"GPU busy {pct(ev.gpu.gpu_util_mean_pct)} of the time (NVML: a kernel was running)."
         else:
             label = "cpu"
             where = "No GPU or worker readings: the engine side is the limit, which part is not measured."
         waiting = (
-            f" {ev.waiting_mean:.0f} requests waited on average (max {ev.waiting_max:.0f})."
-            if (ev.waiting_mean is not None and ev.waiting_max is not None)
+            f" {ev.scheduler.waiting_mean:.0f} requests waited on average (max "
+            f"{ev.scheduler.waiting_max:.0f})."
+            if (ev.scheduler.waiting_mean is not None and ev.scheduler.waiting_max is not None)
             else ""
         )
         return Finding(
@@ -61,22 +69,24 @@ class QueueingRule:
             f"({queue / work:.1f}×).{waiting} {where} Latency now grows with the offered load.",
             numbers=pick(
                 ev,
-                "queue_mean_s",
-                "queue_p95_s",
-                "inference_mean_s",
-                "waiting_mean",
-                "waiting_max",
-                "engine_requests_per_s",
-                "prompt_tokens_per_s",
-                "worker_cpu_mean_pct",
-                "gpu_util_mean_pct",
-                "host_cpu_mean_pct",
+                Latency.queue_mean_s,
+                Latency.queue_p95_s,
+                Latency.inference_mean_s,
+                Scheduler.waiting_mean,
+                Scheduler.waiting_max,
+                Traffic.engine_requests_per_s,
+                Shape.prompt_tokens_per_s,
+                Cpu.worker_cpu_mean_pct,
+                Gpu.gpu_util_mean_pct,
+                Cpu.host_cpu_mean_pct,
             ),
             suggestions=[
                 Suggestion(
                     "client: offered load",
                     "lower",
-                    f"{ev.engine_requests_per_s:.1f} pairs/s served" if ev.engine_requests_per_s else None,
+                    f"{ev.traffic.engine_requests_per_s:.1f} pairs/s served"
+                    if ev.traffic.engine_requests_per_s
+                    else None,
                     "cap calls in flight",
                     "past capacity every extra call only waits longer; queue at the client, not in vLLM",
                 ),
