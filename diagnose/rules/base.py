@@ -30,6 +30,9 @@ class Rule:
     label: ClassVar[str]  # the verdict label every finding of the rule carries (fixed per rule)
     needs: ClassVar[Needs] = ()
     provisional: ClassVar[bool] = False  # the signature is not yet established on a real server
+    kind: ClassVar[str] = "cause"  # cause, symptom or advice (diagnose.report.KINDS)
+    # Causes this one explains when both fire (fix this one first; the other stays as contributing).
+    explains: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -49,6 +52,7 @@ class Rule:
         suggestions: Iterable[Suggestion] = (),
         confidence: str = "high",
         provisional: bool | None = None,
+        utilization: float | None = None,
     ) -> Finding:
         return Finding(
             rule_id=self.id,
@@ -61,6 +65,8 @@ class Rule:
             suggestions=list(suggestions),
             confidence=confidence,
             provisional=self.provisional if provisional is None else provisional,
+            kind=self.kind,
+            utilization=utilization,
         )
 
 

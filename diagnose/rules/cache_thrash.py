@@ -206,6 +206,8 @@ class CacheThrashRule(Rule):
             suggestions=suggestions,
             confidence="medium" if lab_signal else "low",
             provisional=not lab_signal,
+            # The KV cache holds fewer pairs than a step would batch: it is at its limit by construction.
+            utilization=1.0,
         )
 
 

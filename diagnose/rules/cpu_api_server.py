@@ -40,6 +40,8 @@ class ApiServerCpuRule(Rule):
     id = "cpu-api-server"
     step = 1
     label = "cpu"
+    # A hot API server feeds EngineCore in bursts: relieve the frontend first (DESIGN §2, H200 1 vs 8).
+    explains = ("cpu-engine-core",)
     needs = ((Cpu.api_server_cpu_mean_pct, Cpu.api_server_cpu_metrics_pct),)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
@@ -130,6 +132,7 @@ class ApiServerCpuRule(Rule):
             numbers=self._numbers(ev, ratio),
             suggestions=suggestions,
             confidence=confidence,
+            utilization=cpu / 100.0,
         )
 
     @staticmethod

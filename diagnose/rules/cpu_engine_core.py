@@ -104,6 +104,7 @@ class EngineCoreCpuRule(Rule):
                 ),
             ],
             confidence=confidence,
+            utilization=cpu / 100.0 if cpu is not None else None,
         )
 
 

@@ -103,6 +103,7 @@ class HostCpuRule(Rule):
             "the host (a load generator, tokenizer threads, other services) counts here.",
             numbers=numbers,
             confidence="high" if signs else "medium",
+            utilization=(ev.cpu.host_cpu_mean_pct or 0.0) / 100.0,
             suggestions=[
                 Suggestion(
                     "host: other CPU work",

@@ -19,6 +19,7 @@ class FailuresRule(Rule):
     id = "failures"
     step = 1
     label = "failures"
+    kind = "symptom"  # failed calls are what a limit looks like; the cause is named elsewhere
     needs = ((Traffic.calls_delta, Traffic.engine_requests_delta),)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:

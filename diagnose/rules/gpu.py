@@ -90,6 +90,7 @@ class GpuRule(Rule):
             title=f"GPU-bound: busy {pct(median)} of the time and requests queue for it",
             detail=f"{nvml} {queue_text}{power} Less CPU work will not help; more GPU capacity will.",
             numbers=numbers,
+            utilization=median / 100.0,
             suggestions=[
                 more_engines(
                     ev,

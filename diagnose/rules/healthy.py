@@ -21,6 +21,7 @@ class HealthyRule(Rule):
     id = "healthy"
     step = 1
     label = "healthy"
+    kind = "advice"
     needs = ()
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:

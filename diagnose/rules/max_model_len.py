@@ -31,6 +31,7 @@ class MaxModelLenRule(Rule):
     id = "max-model-len"
     step = 2
     label = "config"
+    kind = "advice"
     needs = (Config.max_model_len, Shape.prompt_tokens_p99)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:

@@ -22,6 +22,10 @@ class ConnectionsRule(Rule):
     id = "network-connections"
     step = 1
     label = "network"
+    # A new connection per call costs CPU on both ends (the handshake, an accept, a fresh HTTP parser),
+    # and on a shared host the client's churn takes the cores vLLM needs: fix the connections first.
+    # Measured on the lab (benchmarks/advice.py): keep-alive took p95 0.079 -> 0.048 s.
+    explains = ("cpu-host", "cpu-api-server", "cpu-model")
     needs = (Sockets.time_wait_on_port_max,)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
@@ -32,6 +36,7 @@ class ConnectionsRule(Rule):
             return None  # connections are reused (or traffic is light): not a fault
         port = f" {ev.sockets.serving_port}" if ev.sockets.serving_port else ""
         reuse = ""
+        share: float | None = None
         if ev.traffic.calls_per_s:
             share = tw / (ev.traffic.calls_per_s * TIME_WAIT_S)
             reuse = (
@@ -52,6 +57,8 @@ class ConnectionsRule(Rule):
                 Traffic.calls_per_s,
                 Sockets.serving_port,
             ),
+            # How close to "no connection reused at all" (1.0); unknown without the call rate.
+            utilization=None if share is None else min(share, 1.0),
             suggestions=[
                 Suggestion(
                     "client: HTTP keep-alive",

@@ -42,6 +42,7 @@ class PrefixCacheRule(Rule):
     id = "prefix-cache"
     step = 2
     label = "config"
+    kind = "advice"
     needs = ((Scheduler.prefix_hit_ratio, Config.enable_prefix_caching, Config.flag_enable_prefix_caching),)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:

@@ -23,6 +23,7 @@ class RequestPatternRule(Rule):
     id = "request-pattern"
     step = 2
     label = "config"
+    kind = "advice"
     needs = (Traffic.docs_per_call, Shape.prompt_tokens_per_pair)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
