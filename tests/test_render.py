@@ -88,7 +88,15 @@ def test_json_has_schema_version_first_and_stable_key_order():
         "missing",
     ]
     assert data["schema_version"] == SCHEMA_VERSION
-    assert list(data["verdict"]) == ["label", "severity", "confidence", "rule_id"]
+    assert list(data["verdict"]) == [
+        "label",
+        "severity",
+        "confidence",
+        "rule_id",
+        "why",
+        "contributing",
+        "symptom",
+    ]
     assert list(data["findings"][0]) == [
         "rule_id",
         "label",
