@@ -108,6 +108,8 @@ def test_json_has_schema_version_first_and_stable_key_order():
         "detail",
         "numbers",
         "suggestions",
+        "kind",
+        "utilization",
     ]
     assert list(data["findings"][0]["suggestions"][0]) == ["flag", "direction", "current", "proposed", "why"]
     assert data["verdict"] == {

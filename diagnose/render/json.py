@@ -46,12 +46,12 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
         "severity": f.severity.label,
         "confidence": f.confidence,
         "provisional": f.provisional,
-        "kind": f.kind,
-        "utilization": _clean(f.utilization),
         "title": f.title,
         "detail": f.detail,
         "numbers": _clean(f.numbers),
         "suggestions": [_suggestion(s) for s in f.suggestions],
+        "kind": f.kind,
+        "utilization": _clean(f.utilization),
     }
 
 
