@@ -53,7 +53,9 @@ def parse_flags(text: str) -> dict[str, str]:
 def flags_from_argv(tokens: Sequence[str]) -> dict[str, str]:
     """The flags of one argv (each element one argument, as the shell or a YAML list gives them)."""
     out: dict[str, str] = {}
-    i = 0
+    # The interpreter's own options before the entry point (`python3 -u -X dev -m vllm...`) are not vLLM's.
+    entry = next((n for n, token in enumerate(tokens) if _ENTRY_POINT.search(token)), None)
+    i = 0 if entry is None else entry + 1
     while i < len(tokens):
         token = tokens[i]
         i += 1
@@ -76,6 +78,10 @@ def flags_from_argv(tokens: Sequence[str]) -> dict[str, str]:
         else:
             out[name] = "true"
     return out
+
+
+# `vllm` (the console script, by any path) or `vllm.entrypoints.openai.api_server` (python -m).
+_ENTRY_POINT = re.compile(r"^(?:\S*/)?vllm$|^vllm\.entrypoints\.")
 
 
 def environment(text: str) -> dict[str, str]:
@@ -102,11 +108,12 @@ def _is_short_flag(token: str) -> bool:
 # A YAML key that holds a command: docker-compose `command:` / `entrypoint:`, Kubernetes `args:`.
 _YAML_COMMAND_KEY = re.compile(r"^\s*(?:-\s+)?(?:command|args|entrypoint)\s*:", re.MULTILINE)
 _YAML_LIST_ITEM = re.compile(r"^\s*-\s+\S")
+_YAML_FLAG_ITEM = re.compile(r"^\s*-\s+[\"']?--[a-z]", re.MULTILINE)  # `- --max-model-len`, `- "--port"`
 
 
 def read_launch(text: str) -> LaunchCommand:
     """The vLLM argv and environment from a pasted flags.txt, whatever its form (see the module doc)."""
-    if _YAML_COMMAND_KEY.search(text) or _is_yaml_list(text):
+    if _YAML_COMMAND_KEY.search(text) or _YAML_FLAG_ITEM.search(text) or _is_yaml_list(text):
         found = _from_yaml(text)
         if found is not None:
             return found
@@ -126,14 +133,25 @@ def _from_yaml(text: str) -> LaunchCommand | None:
         data = yaml.safe_load(textwrap.dedent(text))
     except yaml.YAMLError:
         return None
-    if isinstance(data, list) and all(isinstance(item, str | int | float) for item in data):
+    if _is_arg_list(data):
         return LaunchCommand(argv=tuple(str(item) for item in data), form="yaml")
     best: LaunchCommand | None = None
     for node in _mappings(data):
-        launch = _yaml_container(node)
-        if launch is not None and (best is None or _score(launch.argv) > _score(best.argv)):
-            best = launch
-    return best
+        candidates = [_yaml_container(node)]
+        # Any other list of arguments, e.g. a compose anchor such as `x-vllm-command: &cmd [...]`.
+        candidates += [
+            LaunchCommand(argv=tuple(str(item) for item in value), form="yaml")
+            for value in node.values()
+            if _is_arg_list(value)
+        ]
+        for launch in candidates:
+            if launch is not None and (best is None or _score(launch.argv) > _score(best.argv)):
+                best = launch
+    return best if best is not None and _score(best.argv) > 0 else None
+
+
+def _is_arg_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str | int | float) for v in value)
 
 
 def _mappings(node: object) -> Iterable[dict]:
@@ -167,6 +185,10 @@ def _yaml_container(node: dict) -> LaunchCommand | None:
     ]
     if not argv:
         return None
+    inner = _inside_shell(argv)
+    if inner is not None:  # command: ["/bin/sh", "-c"], args: ["vllm serve ..."] (vLLM's own k8s docs)
+        env = {**_yaml_env(node.get("env", node.get("environment"))), **inner.env}
+        return LaunchCommand(argv=inner.argv, env=env, form="yaml")
     return LaunchCommand(
         argv=tuple(argv), env=_yaml_env(node.get("env", node.get("environment"))), form="yaml"
     )
@@ -218,6 +240,10 @@ def _from_shell(text: str) -> LaunchCommand:
             tokens.pop(0)
             while tokens and _ASSIGNMENT.match(tokens[0]):
                 env.append(_pair(tokens.pop(0)))
+        inner = _inside_shell(tokens)
+        if inner is not None:  # `sh -c "vllm serve ..."`, as ps shows a container's entrypoint
+            env += list(inner.env.items())
+            tokens = list(inner.argv)
         if tokens:
             commands.append((tokens, form))
     if not commands:
@@ -226,6 +252,20 @@ def _from_shell(text: str) -> LaunchCommand:
     if _score(argv) <= 0:
         return LaunchCommand(argv=(), env=_redacted_env(env))
     return LaunchCommand(argv=tuple(argv), env=_redacted_env(env), form=form)
+
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash"})
+
+
+def _inside_shell(argv: Sequence[str]) -> LaunchCommand | None:
+    """The command a `sh -c SCRIPT` runs, read as shell text; None when argv is not a shell's."""
+    if not argv or argv[0].rsplit("/", 1)[-1] not in _SHELLS or "-c" not in argv[1:]:
+        return None
+    rest = list(argv[argv.index("-c") + 1 :])
+    if not rest:
+        return None
+    # From YAML the script is one argument; from ps it arrives already split on spaces.
+    return _from_shell(rest[0] if len(rest) == 1 else " ".join(rest))
 
 
 def _logical_lines(text: str) -> list[str]:
