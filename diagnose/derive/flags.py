@@ -130,9 +130,12 @@ def _is_yaml_list(text: str) -> bool:
 
 def _from_yaml(text: str) -> LaunchCommand | None:
     try:
-        data = yaml.safe_load(textwrap.dedent(text))
+        # A manifest often holds several documents (`---`: Deployment, Service, ...).
+        data = list(yaml.safe_load_all(textwrap.dedent(text)))
     except yaml.YAMLError:
         return None
+    if len(data) == 1:
+        data = data[0]
     if _is_arg_list(data):
         return LaunchCommand(argv=tuple(str(item) for item in data), form="yaml")
     best: LaunchCommand | None = None
