@@ -195,3 +195,13 @@ def test_a_pasted_manifests_secret_never_reaches_a_rewritten_bundle(tmp_path: Pa
     again = read_bundle(copy)
     assert parse_flags(again.server.flags or "") == WITH_KEY
     assert again.server.env == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def test_interpreter_options_before_the_entry_point_are_not_vllm_flags() -> None:
+    line = "/usr/bin/python3 -u -X dev -m vllm.entrypoints.openai.api_server --model /m -tp 2 --port 8001"
+    assert parse_flags(line) == {"--model": "/m", "--tensor-parallel-size": "2", "--port": "8001"}
+    # Without an entry point (compose's command: under the image's entrypoint) every flag counts.
+    assert parse_flags("--model /models/vllm-reranker --port 8001") == {
+        "--model": "/models/vllm-reranker",
+        "--port": "8001",
+    }
