@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from diagnose.bundle import split_dumps
-from diagnose.derive.config import (
+from diagnose.derive.cache_config import (
     SOURCE_BLOCKS,
     SOURCE_CAPACITY,
     SOURCE_FLAGS,
