@@ -182,3 +182,20 @@ def test_a_bundle_without_metrics_still_diagnoses_from_its_other_files(tmp_path)
     assert report.verdict.label == "gpu"
     assert report.verdict.confidence == "medium"  # the queue is unknown without /metrics
     assert any(s.rule_id == "queueing" and "no /metrics" in s.reason for s in report.skipped)
+
+
+def test_an_uneven_spread_over_api_servers_is_stated_with_the_busiest_share() -> None:
+    # DESIGN §2: requests spread unevenly across 8 API servers (62 to 696 each): judge the busiest.
+    report = run_rules(
+        evidence(
+            api_server_cpu_mean_pct=97.0,
+            api_server_count=8,
+            flag_api_server_count=8,
+            api_server_busiest_share_ratio=0.4,
+            http_mean_s=2.0,
+        )
+    )
+    finding = report.findings[0]
+    assert finding.rule_id == "cpu-api-server"
+    assert "did 40% of the API servers' CPU work (evenly: 12%)" in finding.detail
+    assert finding.numbers["api_server_busiest_share_ratio"] == 0.4
