@@ -6,15 +6,14 @@ Everything here is pure and validates eagerly: a bad duration, a zero rate or a 
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
 from diagnose.units import parse_duration_s
+from diagnose.urls import parse_server_url
 
 # Endpoint path -> body shape. vLLM serves the rerank shape under three paths (Jina/Cohere-style
 # `/v1/rerank` and `/v2/rerank`, bare `/rerank`) and the score shape under two.
@@ -78,17 +77,6 @@ def parse_range(text: str | int, what: str, minimum: int = 1) -> IntRange:
     return IntRange(low, high)
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 — the only targets load goes to without --yes-really."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve anywhere, so it is not trusted to be this machine
-
-
 @dataclass(frozen=True, slots=True)
 class Target:
     base_url: str  # scheme://host:port[/prefix], no trailing slash, no credentials
@@ -97,28 +85,20 @@ class Target:
 
 
 def parse_target(url: str, endpoint: str | None, yes_really: bool = False) -> Target:
-    """Split --url (which may already end in an endpoint path) and refuse far-away hosts."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DoctorError(
-            f"--url {url!r} is not an http(s) URL", "pass e.g. --url http://127.0.0.1:8000", ExitStatus.USAGE
-        )
-    try:
-        port = parts.port
-    except ValueError as err:
-        raise DoctorError(f"--url has a bad port ({err})", "pass e.g. --url http://127.0.0.1:8000") from err
-    path = parts.path.rstrip("/")
-    for known in sorted(ENDPOINTS, key=len, reverse=True):
-        if path.endswith(known):
-            if endpoint is not None and endpoint != known:
-                raise DoctorError(
-                    f"--url ends in {known} but --endpoint is {endpoint}",
-                    "give the endpoint once, in --endpoint",
-                    ExitStatus.USAGE,
-                )
-            endpoint = known
-            path = path[: -len(known)]
-            break
+    """Split --url (which may already end in an endpoint path) and refuse far-away hosts.
+
+    The address grammar and the loopback check are diagnose/urls.py's, the same as every other command's.
+    """
+    parsed = parse_server_url(url)
+    known = parsed.path if parsed.path in ENDPOINTS else None
+    if known is not None:
+        if endpoint is not None and endpoint != known:
+            raise DoctorError(
+                f"--url ends in {known} but --endpoint is {endpoint}",
+                "give the endpoint once, in --endpoint",
+                ExitStatus.USAGE,
+            )
+        endpoint = known
     endpoint = endpoint or "/v1/rerank"
     if endpoint not in ENDPOINTS:
         raise DoctorError(
@@ -126,19 +106,14 @@ def parse_target(url: str, endpoint: str | None, yes_really: bool = False) -> Ta
             f"use one of {', '.join(ENDPOINTS)}",
             ExitStatus.USAGE,
         )
-    host = parts.hostname
-    if not yes_really and not is_loopback_host(host):
+    if not yes_really and not parsed.is_loopback:
         raise DoctorError(
-            f"refusing to send load to {host}, which is not this machine",
+            f"refusing to send load to {parsed.host}, which is not this machine",
             "point --url at 127.0.0.1/localhost, or pass --yes-really if you own that server and mean it",
             ExitStatus.USAGE,
         )
-    # Credentials in the URL are dropped: the report must never carry a secret (use --api-key).
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    base = urlunsplit((parts.scheme, netloc, path, "", ""))
-    return Target(base_url=base, endpoint=endpoint, host=host)
+    # parsed.base carries no credentials: the report must never carry a secret (use --api-key).
+    return Target(base_url=parsed.base, endpoint=endpoint, host=parsed.host)
 
 
 @dataclass(slots=True)
