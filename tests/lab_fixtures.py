@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.lab.progress import StepReporter, terminal_progress
 from diagnose.lab.server import LabServer
+from diagnose.progress import StepReporter, terminal_progress
 
 StartLab = Callable[..., LabServer]
 

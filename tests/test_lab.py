@@ -204,6 +204,7 @@ def send_calls(
         docs=IntRange(docs_per_call, docs_per_call),
         words=IntRange(words_per_doc, words_per_doc),
         scrape_metrics=False,
+        drain_s=60.0,  # every call answers: the count is exact
     )
     return run_load(config)
 

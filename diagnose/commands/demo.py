@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.commands.check import show_report
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
-    from diagnose.lab.progress import terminal_progress
     from diagnose.lab.server import LabServer
     from diagnose.lab.venv import default_lab_dir, ensure_lab
     from diagnose.pipeline import diagnose
+    from diagnose.progress import terminal_progress
     from diagnose.stress import IntRange, LoadConfig
     from diagnose.thresholds import load as load_thresholds
 

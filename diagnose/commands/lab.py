@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace, lab_dir: Path) -> int:
-    from diagnose.lab.progress import terminal_progress
     from diagnose.lab.venv import ensure_lab, venv_python
+    from diagnose.progress import terminal_progress
 
     with terminal_progress(prefix="lab setup") as progress:
         ensure_lab(lab_dir, progress)
@@ -94,9 +94,9 @@ def _up(args: argparse.Namespace, lab_dir: Path) -> int:
 
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
-    from diagnose.lab.progress import terminal_progress
     from diagnose.lab.server import LabServer
     from diagnose.lab.venv import ensure_lab
+    from diagnose.progress import terminal_progress
     from diagnose.redact import redact_command_line
 
     running = _running_state(lab_dir)

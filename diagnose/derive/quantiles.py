@@ -54,3 +54,20 @@ def mean(h: Histogram) -> float | None:
     if not h.count > 0 or math.isnan(h.sum):
         return None
     return h.sum / h.count
+
+
+def quantile_or_first_bound(q: float, h: Histogram) -> tuple[float | None, float | None]:
+    """(quantile, at_most): the q-quantile when the buckets can place it, else the first bucket's bound.
+
+    A quantile that falls in the first bucket is only an interpolation between 0 and that bound (vLLM's
+    latency buckets start at 0.3 s, so every fast window reads "285 ms"): it is given as `at_most` (show
+    it as "≤ 0.3 s"), with the quantile None. No observations: (None, None). The one first-bucket policy,
+    for every view that shows a histogram quantile.
+    """
+    value = histogram_quantile(q, h)
+    if value is None or len(h.buckets) < 2:
+        return value, None
+    first_bound = h.buckets[0][0]
+    if value <= first_bound:
+        return None, first_bound
+    return value, None

@@ -23,9 +23,24 @@ ENDPOINTS = RERANK_ENDPOINTS + SCORE_ENDPOINTS
 
 ARRIVALS = ("poisson", "constant")
 
+# The load's shape when no flag says otherwise, for `demo`, `check --stress` and `stress` alike: one query
+# and 20 passages of 100 words, a typical reranker call (diagnose/commands/shared_args.py declares the flags).
+DEFAULT_DOCS_PER_CALL = 20
+DEFAULT_WORDS_PER_DOC = 100
+# After sending stops, calls still in flight get this long to answer; the rest are cancelled and counted
+# as unfinished, so a 9 s run ends near 9 s + this, not 9 s + the per-call timeout.
+DEFAULT_DRAIN_S = 5.0
 
-def parse_duration(text: str, what: str = "--duration") -> float:
-    """'10s', '2m', '500ms', '1.5h' or a bare number of seconds -> seconds (> 0)."""
+
+def fresh_seed() -> int:
+    """A seed no earlier run used (with near certainty): new bodies, so vLLM's prefix cache starts cold."""
+    import secrets
+
+    return secrets.randbelow(2**31)
+
+
+def parse_duration(text: str, what: str = "--duration", allow_zero: bool = False) -> float:
+    """'10s', '2m', '500ms', '1.5h' or a bare number of seconds -> seconds (> 0, or >= 0 with allow_zero)."""
     try:
         seconds = parse_duration_s(text)  # one grammar for every duration flag (diagnose/units.py)
     except ValueError:
@@ -34,7 +49,7 @@ def parse_duration(text: str, what: str = "--duration") -> float:
             "write it like 30s, 2m, 500ms or 1h",
             ExitStatus.USAGE,
         ) from None
-    if not seconds > 0:
+    if not (seconds > 0 or (allow_zero and seconds == 0)):
         raise DoctorError(f"{what} must be longer than zero (got {text!r})", "use e.g. 30s", ExitStatus.USAGE)
     return seconds
 
@@ -137,14 +152,17 @@ class LoadConfig:
     duration_s: float = 30.0
     max_requests: int | None = None
     timeout_s: float = 30.0  # per call
-    docs: IntRange = field(default_factory=lambda: IntRange(20, 20))
-    words: IntRange = field(default_factory=lambda: IntRange(100, 100))
+    docs: IntRange = field(default_factory=lambda: IntRange(DEFAULT_DOCS_PER_CALL, DEFAULT_DOCS_PER_CALL))
+    words: IntRange = field(default_factory=lambda: IntRange(DEFAULT_WORDS_PER_DOC, DEFAULT_WORDS_PER_DOC))
     query_words: int = 12
     qwen3_template: bool = False
     instruction: str | None = None  # Qwen3-Reranker instruction; None: its default web-search one
     top_n: int | None = None
     distinct_bodies: int = 1024
-    seed: int = 0
+    # None: a fresh seed per run (fresh_seed), so no run is flattered by the bodies an earlier one left in
+    # the prefix cache; the report states the seed used, and passing it back repeats the run's bodies.
+    seed: int | None = None
+    drain_s: float = DEFAULT_DRAIN_S
     new_connection_per_request: bool = False
     yes_really: bool = False
     scrape_metrics: bool = True
@@ -178,6 +196,8 @@ class LoadConfig:
             raise DoctorError("--ramp must not be negative", "use e.g. --ramp 10s", ExitStatus.USAGE)
         if self.ramp_from_per_s < 0 or not math.isfinite(self.ramp_from_per_s):
             raise DoctorError("--ramp-from must not be negative", "use e.g. --ramp-from 1", ExitStatus.USAGE)
+        if not (math.isfinite(self.drain_s) and self.drain_s >= 0):
+            raise DoctorError("--drain must not be negative", "use e.g. --drain 5s", ExitStatus.USAGE)
         for name, seconds in (("--duration", self.duration_s), ("--timeout", self.timeout_s)):
             if not (math.isfinite(seconds) and seconds > 0):
                 raise DoctorError(f"{name} must be longer than zero", "use e.g. 30s", ExitStatus.USAGE)
@@ -202,3 +222,9 @@ class LoadConfig:
     @property
     def open_loop(self) -> bool:
         return self.rate_per_s is not None
+
+    def with_seed(self) -> LoadConfig:
+        """This config with its seed fixed: the given one, or a fresh one for this run."""
+        from dataclasses import replace
+
+        return self if self.seed is not None else replace(self, seed=fresh_seed())

@@ -1,17 +1,22 @@
-"""How the lab shows what it is doing during its slow steps (venv install, model build, vLLM start-up).
+"""How a slow step shows what it is doing: the lab's venv install, model build and vLLM start-up, the
+load's lead-in and drain around a `check --stress` window. Every wait over ~2 s goes through here.
 
 A step reporter is anything with `step(text)`. `terminal_progress()` gives a live rich line with a spinner,
-the current step and the elapsed time on a terminal, and one plain line per step elsewhere (CI logs, pipes),
-because a live display written to a file is unreadable.
+the current step and the elapsed time on a terminal, and plain lines elsewhere (CI logs, pipes, pytest),
+because a live display written to a file is unreadable. Plain lines are throttled: a vLLM start-up changes
+its step every second (the last log line), and a line a second is ~90 lines of noise per start.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol, TextIO
+
+# Plain progress lines at most this often (a start-up of ~80 s gives ~8 lines, not ~80).
+LINE_EVERY_S = 10.0
 
 
 class StepReporter(Protocol):
@@ -26,20 +31,48 @@ class NullProgress:
 
 
 class LineProgress:
-    """One line per step with the seconds since start: for logs, where a spinner would be noise."""
+    """Plain lines with the seconds since start: for logs, where a spinner would be noise.
 
-    def __init__(self, out: TextIO | None = None, prefix: str = "lab") -> None:
+    The first step prints at once; after that at most one line per `every_s`, showing the latest step.
+    A step held back is printed by `flush()` (terminal_progress calls it at the end), so the last word
+    ("vLLM healthy after 71 s") is never lost.
+    """
+
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        prefix: str = "lab",
+        every_s: float = LINE_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._out = out
         self._prefix = prefix
-        self._t0 = time.monotonic()
+        self._every_s = every_s
+        self._clock = clock
+        self._t0 = clock()
+        self._printed_at: float | None = None
         self._last = ""
+        self._pending: tuple[float, str] | None = None
 
     def step(self, text: str) -> None:
         if text == self._last:
             return
         self._last = text
+        now = self._clock()
+        if self._printed_at is not None and now - self._printed_at < self._every_s:
+            self._pending = (now, text)
+            return
+        self._print(now, text)
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            self._print(*self._pending)
+
+    def _print(self, now: float, text: str) -> None:
+        self._pending = None
+        self._printed_at = now
         out = self._out or sys.stderr
-        print(f"[{self._prefix} {time.monotonic() - self._t0:6.1f}s] {text}", file=out, flush=True)
+        print(f"[{self._prefix} {now - self._t0:6.1f}s] {text}", file=out, flush=True)
 
 
 class _RichStepProgress:
@@ -56,7 +89,11 @@ def terminal_progress(out: TextIO | None = None, prefix: str = "lab") -> Iterato
     """A live spinner + current step + elapsed time on a terminal; plain step lines otherwise."""
     stream = out or sys.stderr
     if not stream.isatty():
-        yield LineProgress(stream, prefix)
+        lines = LineProgress(stream, prefix)
+        try:
+            yield lines
+        finally:
+            lines.flush()
         return
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
