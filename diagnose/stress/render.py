@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.text import Text
 
     from diagnose.stress.report import LoadReport
     from diagnose.stress.stats import LatencySummary
@@ -173,3 +174,23 @@ def render(report: LoadReport) -> list[RenderableType]:
     for note in report.notes:
         out.append(Text(f"note: {note}"))
     return out
+
+
+def generated_load_text(stress: dict[str, Any]) -> Text:
+    """One paragraph under a diagnosis made while rerank-doctor drove the load (`check --stress`, `demo`):
+    which bodies went out, and how much of them vLLM's prefix cache answered (built from stress.json)."""
+    from rich.text import Text
+
+    seed = (stress.get("settings") or {}).get("seed")
+    server = stress.get("server") or {}
+    ratio = server.get("prefix_cache_hit_ratio")
+    cache = (
+        f"vLLM's prefix cache answered {ratio * 100:.1f} % of the prompt tokens during it"
+        if isinstance(ratio, (int, float))
+        else "the prefix-cache hit ratio is unknown "
+        f"({stress.get('server_problem') or 'no prefix-cache lookups in /metrics'})"
+    )
+    return Text(
+        f"Generated load: bodies from seed {seed} (a new seed each run; `--seed {seed}` sends the same "
+        f"bodies again); {cache}."
+    )
