@@ -49,6 +49,14 @@ def test_lab_server_puts_extra_flags_after_the_defaults_so_they_win(tmp_path: Pa
     assert env["VLLM_NO_USAGE_STATS"] == "1" and env["HF_HUB_OFFLINE"] == "1"
 
 
+def test_lab_server_keeps_vllm_and_torch_caches_inside_the_lab_dir(tmp_path: Path) -> None:
+    # The README says running the lab leaves the rest of the machine alone; vLLM's own default cache is
+    # ~/.cache/vllm and torch inductor's /tmp/torchinductor_$USER.
+    env = LabServer(tmp_path).environment()
+    for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
+        assert Path(env[name]).is_relative_to(tmp_path), name
+
+
 def test_lab_server_without_a_venv_says_to_run_lab_setup(tmp_path: Path) -> None:
     with pytest.raises(DoctorError) as err:
         LabServer(tmp_path).start()

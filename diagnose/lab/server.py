@@ -126,6 +126,10 @@ class LabServer:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(DEFAULT_ENV)
+        # vLLM's compile cache (~/.cache/vllm) and torch inductor's (/tmp/torchinductor_$USER) go inside the
+        # lab directory, so running the lab leaves nothing outside it (README: "The lab").
+        env["VLLM_CACHE_ROOT"] = str(self.lab_dir / "cache" / "vllm")
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(self.lab_dir / "cache" / "torchinductor")
         env.update(QUIET_ENV)
         env.update(self.extra_env)
         return env
