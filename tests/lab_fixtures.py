@@ -10,8 +10,9 @@ vLLM runs at a time: `start_lab` stops the shared server first, and the shared s
 
 Setting up the lab (venv + model, minutes the first time) and starting vLLM (~1 minute) show progress
 on the terminal without `-s`: a live line on a terminal, else a plain line at most every 10 s
-(diagnose/progress.py), not one per vLLM log line. If the lab cannot be set up because no package index is reachable, lab
-tests are skipped with the reason -- except on CI (CI=true), which installs everything and must fail.
+(diagnose/progress.py), not one per vLLM log line. If the lab cannot be set up because no package index is
+reachable, lab tests are skipped with the reason -- except on CI (CI=true), which installs everything and
+must fail.
 """
 
 from __future__ import annotations
