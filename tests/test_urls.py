@@ -114,3 +114,10 @@ def test_check_with_stress_accepts_host_port_without_a_scheme(captures_dir: Path
     assert status in (ExitStatus.OK, ExitStatus.FINDINGS)
     assert calls > 5  # the load really went there
     assert data["evidence"]["client_mean_s"] is not None
+
+
+def test_check_never_shows_a_password_given_in_the_url(capsys) -> None:
+    status = main(["check", "--url", "http://admin:hunter2@127.0.0.1:9", "--duration", "1s", "--no-gpu"])
+    err = capsys.readouterr().err
+    assert status == ExitStatus.UNREACHABLE
+    assert "http://127.0.0.1:9" in err and "hunter2" not in err

@@ -103,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         bundle = read_bundle(args.bundle)
         source = str(args.bundle)
     else:
+        from diagnose.urls import base_url
+
+        # Normalised once: the source line, messages and the load all see it, with no credentials.
+        args.url = base_url(args.url)
         collect_args = dict(
             pid=args.pid,
             api_key=args.api_key,
