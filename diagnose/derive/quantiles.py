@@ -56,18 +56,24 @@ def mean(h: Histogram) -> float | None:
     return h.sum / h.count
 
 
-def quantile_or_first_bound(q: float, h: Histogram) -> tuple[float | None, float | None]:
-    """(quantile, at_most): the q-quantile when the buckets can place it, else the first bucket's bound.
+def first_bucket_bound(q: float, h: Histogram) -> float | None:
+    """The first bucket's upper bound when the q-quantile falls inside it, else None.
 
-    A quantile that falls in the first bucket is only an interpolation between 0 and that bound (vLLM's
-    latency buckets start at 0.3 s, so every fast window reads "285 ms"): it is given as `at_most` (show
-    it as "≤ 0.3 s"), with the quantile None. No observations: (None, None). The one first-bucket policy,
-    for every view that shows a histogram quantile.
+    The one policy for a quantile inside the first bucket, used by the evidence, the stress report and
+    every renderer: interpolating inside (0, le] only says "somewhere below le" (vLLM's latency buckets
+    start at 0.3 s, so a 1 ms queue would read as a 285 ms p95). Such a quantile is unknown; show it
+    as "≤ le" and read the mean, which is exact.
     """
-    value = histogram_quantile(q, h)
-    if value is None or len(h.buckets) < 2:
-        return value, None
-    first_bound = h.buckets[0][0]
-    if value <= first_bound:
-        return None, first_bound
-    return value, None
+    if not h.buckets or not h.count > 0:
+        return None
+    first_le, first_count = h.buckets[0]
+    if math.isfinite(first_le) and first_count >= q * h.count:
+        return first_le
+    return None
+
+
+def resolved_quantile(q: float, h: Histogram | None) -> float | None:
+    """The q-quantile, or None when there is no observation or it falls in the first bucket."""
+    if h is None or not h.count > 0 or first_bucket_bound(q, h) is not None:
+        return None
+    return histogram_quantile(q, h)

@@ -19,7 +19,7 @@ class ServerView:
     engine_requests: float | None  # vllm:request_success_total delta (all finished_reason values)
     http_requests: float | None  # http_requests_total delta (every handler, /metrics included)
     # Each p95 is None when it falls in the first bucket; its `_at_most_s` then holds that bucket's bound
-    # (derive.quantiles.quantile_or_first_bound: the quantile is "<= 0.3 s", nothing finer).
+    # (derive.quantiles.first_bucket_bound: the quantile is "<= 0.3 s", nothing finer).
     queue_p95_s: float | None  # vllm:request_queue_time_seconds, bucket delta over the window, p95
     queue_mean_s: float | None  # same histogram, _sum/_count delta (exact, unlike the p95)
     e2e_p95_s: float | None  # vllm:e2e_request_latency_seconds, bucket delta, p95 (per engine request)
@@ -41,7 +41,7 @@ class ServerView:
 
 
 def server_view(before_text: str, after_text: str, before_unix: float, after_unix: float) -> ServerView:
-    from diagnose.derive.quantiles import mean, quantile_or_first_bound
+    from diagnose.derive.quantiles import first_bucket_bound, histogram_quantile, mean
     from diagnose.derive.window import counter_delta, histogram_delta
     from diagnose.metrics import names
     from diagnose.metrics.exposition import parse_text
@@ -58,7 +58,8 @@ def server_view(before_text: str, after_text: str, before_unix: float, after_uni
         h = histogram_delta(names.histogram(before, concept), names.histogram(after, concept))
         if h is None:
             return None, None, None
-        p95, at_most = quantile_or_first_bound(0.95, h)
+        at_most = first_bucket_bound(0.95, h)  # the one first-bucket policy (derive/quantiles.py)
+        p95 = None if at_most is not None else histogram_quantile(0.95, h)
         return p95, at_most, mean(h)
 
     engine_requests = delta("request_success")
