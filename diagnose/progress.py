@@ -10,6 +10,7 @@ its step every second (the last log line), and a line a second is ~90 lines of n
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,8 +35,9 @@ class LineProgress:
     """Plain lines with the seconds since start: for logs, where a spinner would be noise.
 
     The first step prints at once; after that at most one line per `every_s`, showing the latest step.
-    A step held back is printed by `flush()` (terminal_progress calls it at the end), so the last word
-    ("vLLM healthy after 71 s") is never lost.
+    A step held back is printed when its interval is over (a timer, so one long step such as a pip install
+    still shows), or by `flush()` (terminal_progress calls it at the end), so the last word ("vLLM healthy
+    after 71 s") is never lost.
     """
 
     def __init__(
@@ -53,20 +55,35 @@ class LineProgress:
         self._printed_at: float | None = None
         self._last = ""
         self._pending: tuple[float, str] | None = None
+        self._lock = threading.Lock()  # step() runs in the caller's thread, the timer in its own
+        self._timer: threading.Timer | None = None
 
     def step(self, text: str) -> None:
-        if text == self._last:
-            return
-        self._last = text
-        now = self._clock()
-        if self._printed_at is not None and now - self._printed_at < self._every_s:
-            self._pending = (now, text)
-            return
-        self._print(now, text)
+        with self._lock:
+            if text == self._last:
+                return
+            self._last = text
+            now = self._clock()
+            if self._printed_at is not None and now - self._printed_at < self._every_s:
+                self._pending = (now, text)
+                if self._timer is None:
+                    self._timer = threading.Timer(self._every_s - (now - self._printed_at), self.flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._cancel_timer()
+            self._print(now, text)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def flush(self) -> None:
-        if self._pending is not None:
-            self._print(*self._pending)
+        with self._lock:
+            self._cancel_timer()
+            if self._pending is not None:
+                self._print(*self._pending)
 
     def _print(self, now: float, text: str) -> None:
         self._pending = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import time
 from pathlib import Path
 
 from diagnose.progress import LineProgress, terminal_progress
@@ -49,3 +50,18 @@ def test_the_demo_folder_is_ignored_by_git() -> None:
         ["git", "check-ignore", "-q", "rerank-doctor-demo/metrics.prom"], cwd=REPO, check=False
     )
     assert check.returncode == 0
+
+
+def test_one_long_step_after_a_short_one_still_shows_while_it_lasts() -> None:
+    # "installing torch" 1 s after the first line is held by the throttle; a timer prints it when its
+    # interval is over, without waiting for the next step or the end.
+    out = io.StringIO()
+    progress = LineProgress(out, "lab setup", every_s=0.2)
+    progress.step("checking the venv")
+    progress.step("installing torch")
+    deadline = time.monotonic() + 30
+    while "installing torch" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.getvalue().splitlines()[-1].endswith("installing torch")
+    progress.flush()
+    assert len(out.getvalue().splitlines()) == 2  # printed once, not again by flush
