@@ -6,6 +6,7 @@ Rendered as a person's terminal would: rich Console(width=80) without colour, in
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -107,3 +108,20 @@ def test_every_recorded_bundle_renders_at_80_columns_without_cutting() -> None:
     for folder in bundles:
         text = at_80(report_renderable(diagnose(read_bundle(folder))))
         assert "…" not in text, folder
+
+
+def test_every_commands_help_fits_80_columns_without_breaking_a_flag_or_path(monkeypatch) -> None:
+    import argparse
+
+    from diagnose.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "80")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in {"rerank-doctor": parser, **sub.choices}.items():
+        text = command.format_help()
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= 80, name
+        # textwrap's default broke `~/.cache/rerank-doctor/lab` into "rerank-" / "doctor/lab".
+        broken = [line for line in lines if re.search(r"[A-Za-z]-$", line)]
+        assert not broken, (name, broken)

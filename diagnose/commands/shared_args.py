@@ -1,6 +1,7 @@
 """Flags more than one command takes, declared once: the load's shape and seed, the lab directory.
 
-`demo`, `check --stress` and `stress` send the same load by default (the defaults are LoadConfig's), and
+`demo`, `check --stress` and `stress` send the same load by default (diagnose/defaults.py, which
+LoadConfig uses too), and
 `demo` and `lab` name the same lab directory in the same words.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diagnose.stress.config import DEFAULT_DOCS_PER_CALL, DEFAULT_WORDS_PER_DOC
+from diagnose.defaults import DEFAULT_DOCS_PER_CALL, DEFAULT_WORDS_PER_DOC
 
 LAB_DIR_DEFAULT = (
     "$RERANK_DOCTOR_LAB_DIR, else ~/.cache/rerank-doctor/lab"  # diagnose.lab.venv.default_lab_dir

@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING
 
 from diagnose.commands.shared_args import add_seed_argument
-from diagnose.stress.config import DEFAULT_DOCS_PER_CALL, DEFAULT_DRAIN_S, DEFAULT_WORDS_PER_DOC
+from diagnose.defaults import DEFAULT_DOCS_PER_CALL, DEFAULT_DRAIN_S, DEFAULT_WORDS_PER_DOC
 
 if TYPE_CHECKING:
     from diagnose.stress.config import LoadConfig

@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from diagnose.defaults import DEFAULT_DOCS_PER_CALL, DEFAULT_DRAIN_S, DEFAULT_WORDS_PER_DOC
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
 from diagnose.units import parse_duration_s
@@ -22,14 +23,6 @@ SCORE_ENDPOINTS = ("/score", "/v1/score")
 ENDPOINTS = RERANK_ENDPOINTS + SCORE_ENDPOINTS
 
 ARRIVALS = ("poisson", "constant")
-
-# The load's shape when no flag says otherwise, for `demo`, `check --stress` and `stress` alike: one query
-# and 20 passages of 100 words, a typical reranker call (diagnose/commands/shared_args.py declares the flags).
-DEFAULT_DOCS_PER_CALL = 20
-DEFAULT_WORDS_PER_DOC = 100
-# After sending stops, calls still in flight get this long to answer; the rest are cancelled and counted
-# as unfinished, so a 9 s run ends near 9 s + this, not 9 s + the per-call timeout.
-DEFAULT_DRAIN_S = 5.0
 
 
 def fresh_seed() -> int:
