@@ -1,8 +1,7 @@
 """Flags more than one command takes, declared once: the load's shape and seed, the lab directory.
 
 `demo`, `check --stress` and `stress` send the same load by default (diagnose/defaults.py, which
-LoadConfig uses too), and
-`demo` and `lab` name the same lab directory in the same words.
+LoadConfig uses too), and `demo` and `lab` name the same lab directory in the same words.
 """
 
 from __future__ import annotations
