@@ -8,5 +8,7 @@ diagnose.stress.LoadConfig uses the same numbers.
 DEFAULT_DOCS_PER_CALL = 20
 DEFAULT_WORDS_PER_DOC = 100
 # After sending stops, calls still in flight get this long to answer; the rest are cancelled and counted
-# as unfinished, so a 9 s run ends near 9 s + this, not 9 s + the per-call timeout.
-DEFAULT_DRAIN_S = 5.0
+# as unfinished, so a run ends at most this long after its duration, not a per-call timeout (30 s) later.
+# Long enough that a server a few seconds behind still answers its tail (the slowest calls are the ones
+# a cut would hide), short enough to wait for with a progress line.
+DEFAULT_DRAIN_S = 10.0

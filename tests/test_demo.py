@@ -10,6 +10,7 @@ from fake_lab import fake_lab
 from rich.console import Console
 
 from diagnose.cli import main
+from diagnose.defaults import DEFAULT_DRAIN_S
 from diagnose.exit_status import ExitStatus
 
 
@@ -28,7 +29,10 @@ def test_demo_shows_the_lab_start_and_the_load_around_the_window(
     starting = err.index("starting vLLM on http://127.0.0.1:")
     assert starting < err.index("vLLM healthy at")
     # ... and so are the load's lead-in before the window and its lead-out and drain after it.
-    assert "before the 1 s window opens" in err and "waits at most 5 s for calls in flight" in err
+    assert (
+        "before the 1 s window opens" in err
+        and f"waits at most {DEFAULT_DRAIN_S:g} s for calls in flight" in err
+    )
     assert "Generated load: bodies from seed" in captured.out
     assert (out / "stress.json").is_file()
 
