@@ -11,31 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from diagnose.readings import CollectorIssue, MetricsDump, ServerInfo
+from diagnose.urls import base_url  # the one --url grammar; re-exported for callers of this module
 
 DEFAULT_TIMEOUT_S = 5.0
 # vLLM 0.32's exposition is ~54 KB (92 families); multi-model or multi-engine servers are larger.
 # Far past that it is not vLLM's /metrics: stop reading rather than fill memory.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-_SUFFIXES = ("/metrics", "/v1", "/health", "/v1/rerank", "/rerank", "/score", "/v1/score", "/v1/models")
-
-
-def base_url(url: str) -> str:
-    """'localhost:8000', 'http://h:8000/v1', 'http://h:8000/metrics' -> 'http://h:8000'."""
-    text = url.strip()
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    path = parts.path.rstrip("/")
-    for suffix in _SUFFIXES:
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-            break
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 class _Failure(Exception):

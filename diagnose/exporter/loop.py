@@ -9,7 +9,6 @@ Nothing here raises out of the thread: an unexpected error is a failed window wi
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +40,6 @@ class CollectionLoop:
         retry_s: float = 5.0,
         build_sources: Callable[..., tuple[Any, list[Any]]] | None = None,
         collect_window: Callable[..., Bundle] | None = None,
-        host_cpus: int | None = None,
         server_info_every: int = 10,
     ) -> None:
         self.url = url
@@ -57,7 +55,6 @@ class CollectionLoop:
         self.retry_s = retry_s
         self._build_sources = build_sources
         self._collect_window = collect_window
-        self.host_cpus = host_cpus if host_cpus is not None else os.cpu_count()
         self._kept: dict[str, Any] = {}
         self.server_info_every = server_info_every
         self._known_pid: int | None = None
@@ -114,7 +111,6 @@ class CollectionLoop:
                 report,
                 window_end_t_unix=time.time(),
                 collection_s=time.monotonic() - started,
-                host_cpus=self.host_cpus,
                 tcp_states=TCP_STATES.values(),
             )
         )
