@@ -54,3 +54,16 @@ def mean(h: Histogram) -> float | None:
     if not h.count > 0 or math.isnan(h.sum):
         return None
     return h.sum / h.count
+
+
+def resolved_quantile(q: float, h: Histogram) -> float | None:
+    """`histogram_quantile`, but None when the q-quantile falls inside the first finite bucket.
+
+    Interpolating inside (0, le] only says "somewhere below le": vLLM's latency buckets start at 0.3 s,
+    so a 1 ms queue would read as a 285 ms p95. The same policy as the evidence's window quantiles.
+    """
+    quantile = histogram_quantile(q, h)
+    first_le, first_count = h.buckets[0] if h.buckets else (math.inf, 0.0)
+    if quantile is not None and math.isfinite(first_le) and first_count >= q * h.count:
+        return None
+    return quantile
