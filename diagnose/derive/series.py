@@ -584,10 +584,11 @@ def _ladder(series: Sequence[Series], ladder: Sequence[tuple[str, float | None]]
     for label, value in ladder:
         if value is None or not math.isfinite(value):
             continue
+        if out and value == out[-1].value:  # two rules judging at the same number: one line
+            out[-1] = Threshold(f"{out[-1].label} · {label}", value)
+            continue
         if out and (peak is None or peak < out[-1].value):
             break
-        if out and value == out[-1].value:
-            continue  # two rules judging at the same number: one line
         out.append(Threshold(label, value))
     return tuple(out)
 
