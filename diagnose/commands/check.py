@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_server_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML file")
 
 
 def show_report(report: Report, *, as_json: bool) -> None:
@@ -137,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         source = args.url
 
     report = diagnose(bundle, thresholds, source=source)
+    if args.html is not None:
+        from diagnose.commands.report import write_html
+
+        write_html(args.html, report, bundle, thresholds)
     show_report(report, as_json=args.json)
     fail_on = Severity.parse(args.fail_on)
     return int(ExitStatus.FINDINGS if report.worst() >= fail_on else ExitStatus.OK)
