@@ -14,6 +14,7 @@ from diagnose.commands.server_args import add_server_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
+    from diagnose.readings import Bundle
     from diagnose.report import Report
 
 HELP = "diagnose a vLLM reranker (live --url, or a bundle with --from): bottleneck, numbers, flags to change"
@@ -65,17 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML file")
 
 
-def show_report(report: Report, *, as_json: bool) -> None:
-    """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too."""
+def show_report(report: Report, *, as_json: bool, bundle: Bundle | None = None, thresholds=None) -> None:
+    """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too.
+    With the bundle, the text report carries the window's sparklines."""
     from rich.console import Console
 
+    from diagnose.derive.series import window_series
     from diagnose.render.json import render_json
     from diagnose.render.text import report_renderable
 
     if as_json:
         print(render_json(report))
     else:
-        Console().print(report_renderable(report))
+        series = window_series(bundle, thresholds) if bundle is not None else None
+        Console().print(report_renderable(report, series=series))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,6 +146,6 @@ def run(args: argparse.Namespace) -> int:
         from diagnose.commands.report import write_html
 
         write_html(args.html, report, bundle, thresholds)
-    show_report(report, as_json=args.json)
+    show_report(report, as_json=args.json, bundle=bundle, thresholds=thresholds)
     fail_on = Severity.parse(args.fail_on)
     return int(ExitStatus.FINDINGS if report.worst() >= fail_on else ExitStatus.OK)

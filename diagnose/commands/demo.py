@@ -74,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
         )
         bundle = collect_under_load(config, url=server.url, out=args.out, duration_s=args.duration)
     report = diagnose(bundle, load_thresholds(None), source=f"demo: real vLLM lab {server.url}")
-    show_report(report, as_json=args.json)
+    show_report(report, as_json=args.json, bundle=bundle)
     console.print(f"bundle: {args.out}  (again: rerank-doctor check --from {args.out})")
     return int(ExitStatus.OK)

@@ -432,7 +432,7 @@ def _gpu_charts(
         key: str, label: str, unit: str, source: str, read: Callable[..., float | None]
     ) -> tuple[Series, ...]:
         if not indexes:
-            return (Series(key, label, unit, source, absent=why),)
+            return (Series(f"gpu_{key}", label, unit, source, absent=why),)
         out = []
         for i in indexes:
             rows = [(s.t_unix, read(s)) for s in samples if s.index == i]
