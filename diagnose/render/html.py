@@ -240,6 +240,10 @@ def _facts(report: Report, series: WindowSeries, bundle: Bundle | None) -> str:
 
 def _chart_json(series: WindowSeries) -> str:
     charts: list[dict[str, Any]] = []
+    times = [t for c in series.charts for s in c.series for t in s.t_s]
+    x_min = min(0.0, *times) if times else 0.0
+    x_max = max(series.window_s or 0.0, *times) if times else 1.0
+    x_max = x_max if x_max > x_min else x_min + 1.0
     for c in series.charts:
         if c.absent is not None:
             continue
@@ -247,6 +251,8 @@ def _chart_json(series: WindowSeries) -> str:
             {
                 "key": c.key,
                 "unit": c.unit,
+                "x_min": round(x_min, 3),
+                "x_max": round(x_max, 3),
                 "series": [
                     _series_json(s, PALETTE[i % len(PALETTE)]) for i, s in enumerate(_drawn(c.series))
                 ],
@@ -378,17 +384,21 @@ _JS = r"""
   for (const c of spec.charts) {
     const el = document.getElementById("chart-" + c.key);
     try {
-      const data = uPlot.join(c.series.map((s) => [s.t, s.v]));
-      const xs = data[0];
+      // Threshold lines span the whole window as tables of their own, so a window of one interval
+      // still shows them; the join marks the data series' missing x's as alignment gaps (spanned).
+      const tables = c.series.map((s) => [s.t, s.v]);
+      for (const th of c.thresholds) tables.push([[0, c.x_max], [th.value, th.value]]);
+      const data = uPlot.join(tables);
       const series = [{ label: "t (s)" }];
       let points = 0;
-      for (const s of c.series) {
+      // Each later series a little thinner: two equal series (waiting and running both 0) stay visible.
+      c.series.forEach((s, i) => {
         points += s.v.filter((v) => v != null).length;
-        series.push({ label: s.label, stroke: s.colour, width: 2,
-                      points: { show: s.t.length <= 60, size: 5, fill: s.colour } });
-      }
+        const width = Math.max(1.25, 3.5 - 0.75 * i);
+        series.push({ label: s.label, stroke: s.colour, width,
+                      points: { show: s.t.length <= 60, size: Math.max(4, 2.5 * width), fill: s.colour } });
+      });
       for (const th of c.thresholds) {
-        data.push(xs.map(() => th.value));
         series.push({ label: th.label, stroke: th.colour, width: 1.5, dash: [7, 5],
                       points: { show: false } });
       }
@@ -397,9 +407,14 @@ _JS = r"""
       const opts = {
         width: Math.max(320, el.clientWidth), height: HEIGHT, series,
         legend: { live: false },
-        // Every quantity here is a duration, a rate, a count or a share: zero is the honest floor.
-        scales: { x: { time: false, range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi : 1] },
-                  y: { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.08 : 1] } },
+        // Every quantity here is a duration, a rate, a count or a share: zero is the honest floor
+        // (a hair below it, so that a line at 0 is not hidden under the axis).
+        // The same x range on every chart (the window), so that charts line up by time.
+        scales: { x: { time: false, auto: false, range: [c.x_min, c.x_max * 1.02] },
+                  y: { range: (u, lo, hi) => {
+                    const top = hi > 0 ? hi * 1.08 : 1;
+                    return [-0.03 * top, top];
+                  } } },
         axes: [{ label: "seconds from the window start", size: 40 },
                { label: c.unit, values: (u, vals) => vals.map(fmt), size: 56 }],
         cursor: { drag: { x: true, y: false } },
