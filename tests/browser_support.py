@@ -8,6 +8,7 @@ on stderr: the report logs nothing, so any such line is an error (a thrown excep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -15,6 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+
+from diagnose.readings import Bundle, MetricsDump
 
 FLAGS = (
     "--headless",
@@ -105,4 +108,20 @@ def screenshot(page: Path, out: Path, width: int = 1280, height: int = 2400) -> 
     done = _run([f"--window-size={width},{height}", f"--screenshot={out.resolve()}", page.resolve().as_uri()])
     if not out.is_file():
         raise RuntimeError(f"chromium wrote no screenshot: {done.stderr[-500:]}")
+    return out
+
+
+def stretched(bundle: Bundle, copies: int, period_s: float) -> Bundle:
+    """A real recording repeated back to back in time: the sample counts of a longer window.
+
+    For size and speed only (counters restart at each copy, read as a vLLM restart): a 40 s recording
+    repeated 15 times has the dumps, GPU, process and socket samples of a 10-minute window.
+    """
+    out = Bundle(server=bundle.server, stress=bundle.stress)
+    for i in range(copies):
+        dt = i * period_s
+        out.dumps += [MetricsDump(d.t_unix + dt, d.text) for d in bundle.dumps]
+        out.gpu += [dataclasses.replace(s, t_unix=s.t_unix + dt) for s in bundle.gpu]
+        out.processes += [dataclasses.replace(s, t_unix=s.t_unix + dt) for s in bundle.processes]
+        out.sockets += [dataclasses.replace(s, t_unix=s.t_unix + dt) for s in bundle.sockets]
     return out

@@ -4,20 +4,18 @@ secrets never reach the file; a 10-minute window stays under 2 MB."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-from browser_support import chromium, load, screenshot
+from browser_support import chromium, load, screenshot, stretched
 
 from diagnose.bundle import read_bundle
 from diagnose.cli import main
 from diagnose.derive.series import window_series
 from diagnose.pipeline import diagnose
-from diagnose.readings import Bundle, MetricsDump
 from diagnose.render.html import chart_keys, render_html
 from diagnose.stress.local_server import Behaviour, LocalServer
 
@@ -142,22 +140,6 @@ def test_a_secret_in_the_live_url_or_api_key_never_reaches_the_file(tmp_path: Pa
     html = page.read_text()
     assert KEY not in html and PASSWORD not in html
     assert "admin:***@127.0.0.1" in html
-
-
-def stretched(bundle: Bundle, copies: int, period_s: float) -> Bundle:
-    """The recording repeated back to back in time: the sample counts of a longer window (for size only)."""
-
-    def shift(items, dt):
-        return [dataclasses.replace(x, t_unix=x.t_unix + dt) for x in items]
-
-    out = Bundle(server=bundle.server, stress=bundle.stress)
-    for i in range(copies):
-        dt = i * period_s
-        out.dumps += [MetricsDump(d.t_unix + dt, d.text) for d in bundle.dumps]
-        out.gpu += shift(bundle.gpu, dt)
-        out.processes += shift(bundle.processes, dt)
-        out.sockets += shift(bundle.sockets, dt)
-    return out
 
 
 def test_a_ten_minute_window_stays_under_two_megabytes(tmp_path: Path) -> None:
