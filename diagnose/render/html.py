@@ -52,7 +52,7 @@ def render_html(report: Report, series: WindowSeries, bundle: Bundle | None = No
     body = "\n".join(
         [
             _verdict(report),
-            _findings(report.findings),
+            _findings(report.findings, report.verdict.rule_id),
             _suggestions(report.findings),
             _not_judged(report),
             _charts(series),
@@ -106,7 +106,7 @@ def _verdict(report: Report) -> str:
     )
 
 
-def _findings(findings: list[Finding]) -> str:
+def _findings(findings: list[Finding], decided: str | None) -> str:
     if not findings:
         return "<section><h2>Causes and findings</h2><p>No finding.</p></section>"
     items = []
@@ -120,13 +120,15 @@ def _findings(findings: list[Finding]) -> str:
             if f.provisional
             else ""
         )
+        # Causes open, notes folded: a laptop screen shows what binds before the request-shape notes.
+        opened = " open" if f.severity >= Severity.WARNING or f.rule_id == decided else ""
         items.append(
-            f'<li><div class="finding-head">{rank}. {_badge(f.severity)} <b>{_t(f.title)}</b></div>'
+            f"<li><details{opened}><summary>{rank}. {_badge(f.severity)} <b>{_t(f.title)}</b></summary>"
             f'<div class="muted">{_t(f.rule_id)} · {_t(f.label)} · step {f.step} · '
             f"confidence {_t(f.confidence)}</div>"
             f"<p>{_t(f.detail)}</p>{provisional}"
             + (f'<dl class="numbers">{numbers}</dl>' if numbers else "")
-            + "</li>"
+            + "</details></li>"
         )
     head = "<section><h2>Causes and findings, worst first</h2>"
     return f'{head}<ol class="findings">{"".join(items)}</ol></section>'
@@ -308,7 +310,8 @@ h2{font-size:17px;margin:22px 0 8px;border-bottom:1px solid #e5e7eb;padding-bott
   vertical-align:middle;letter-spacing:.03em}
 .muted{color:#6b7280;font-size:13px}
 ol.findings{padding-left:0;list-style:none;margin:0}
-ol.findings li{background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:8px 12px;margin:6px 0}
+ol.findings li{background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:6px 12px;margin:6px 0}
+ol.findings summary{cursor:pointer;margin:0}
 ol.findings p{margin:4px 0}
 table{border-collapse:collapse}
 dl.numbers{columns:3 220px;column-gap:24px;margin:4px 0;font-size:13px;color:#374151}
