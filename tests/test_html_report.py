@@ -136,10 +136,12 @@ def test_a_secret_in_the_live_url_or_api_key_never_reaches_the_file(tmp_path: Pa
         page = tmp_path / "live.html"
         args = ["check", "--url", url, "--api-key", KEY, "--duration", "1s", "--no-gpu", "--quiet"]
         status = main([*args, "--html", str(page), "--fail-on", "critical"])
-    assert status == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert status == 0, printed.err
     html = page.read_text()
     assert KEY not in html and PASSWORD not in html
     assert "admin:***@127.0.0.1" in html
+    assert PASSWORD not in printed.out + printed.err  # nor in the terminal report beside it
 
 
 def test_a_ten_minute_window_stays_under_two_megabytes(tmp_path: Path) -> None:
@@ -160,3 +162,21 @@ def test_report_cli_errors_are_one_line_with_their_status(tmp_path: Path, capsys
     assert len(err) == 3 and all(line.startswith("rerank-doctor: ") for line in err)
     assert "Traceback" not in "".join(err)
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+
+
+def test_the_text_and_json_reports_beside_it_redact_a_url_password_too() -> None:
+    import io
+
+    from rich.console import Console
+    from rules_support import HEALTHY
+
+    from diagnose.render.json import render_json
+    from diagnose.render.text import report_renderable
+    from diagnose.rules.engine import run_rules
+
+    report = run_rules(HEALTHY, source=f"http://admin:{PASSWORD}@127.0.0.1:8000")
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(report_renderable(report))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert PASSWORD not in text and "admin:***@127.0.0.1:8000" in text
+    assert PASSWORD not in render_json(report)

@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from diagnose.redact import redact_command_line
 from diagnose.render.sparkline import sparkline
 from diagnose.report import Finding, Report, Severity
 
@@ -60,7 +61,8 @@ def verdict_panel(report: Report) -> Panel:
     decided = next((f for f in report.findings if f.rule_id == v.rule_id), None)
     if decided is not None:
         lines.append(Text(decided.title))
-    where = report.source or "unknown source"
+    # A --url may carry userinfo (http://user:password@host): the terminal is no place for it either.
+    where = redact_command_line(report.source) if report.source else "unknown source"
     window = f", {report.window_s:.0f} s window" if report.window_s else ""
     return Panel(Group(*lines), title="rerank-doctor verdict", subtitle=Text(f"{where}{window}"), expand=True)
 
