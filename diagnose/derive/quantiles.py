@@ -56,14 +56,24 @@ def mean(h: Histogram) -> float | None:
     return h.sum / h.count
 
 
-def resolved_quantile(q: float, h: Histogram) -> float | None:
-    """`histogram_quantile`, but None when the q-quantile falls inside the first finite bucket.
+def first_bucket_bound(q: float, h: Histogram) -> float | None:
+    """The first bucket's upper bound when the q-quantile falls inside it, else None.
 
-    Interpolating inside (0, le] only says "somewhere below le": vLLM's latency buckets start at 0.3 s,
-    so a 1 ms queue would read as a 285 ms p95. The same policy as the evidence's window quantiles.
+    The one policy for a quantile inside the first bucket, used by the evidence, the stress report and
+    every renderer: interpolating inside (0, le] only says "somewhere below le" (vLLM's latency buckets
+    start at 0.3 s, so a 1 ms queue would read as a 285 ms p95). Such a quantile is unknown; show it
+    as "≤ le" and read the mean, which is exact.
     """
-    quantile = histogram_quantile(q, h)
-    first_le, first_count = h.buckets[0] if h.buckets else (math.inf, 0.0)
-    if quantile is not None and math.isfinite(first_le) and first_count >= q * h.count:
+    if not h.buckets or not h.count > 0:
         return None
-    return quantile
+    first_le, first_count = h.buckets[0]
+    if math.isfinite(first_le) and first_count >= q * h.count:
+        return first_le
+    return None
+
+
+def resolved_quantile(q: float, h: Histogram | None) -> float | None:
+    """The q-quantile, or None when there is no observation or it falls in the first bucket."""
+    if h is None or not h.count > 0 or first_bucket_bound(q, h) is not None:
+        return None
+    return histogram_quantile(q, h)

@@ -9,46 +9,56 @@ anything on the host (DESIGN §2).
 from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.sockets import Sockets
+from diagnose.derive.sections.traffic import Traffic
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, count, ladder, pick
+from diagnose.rules.base import Rule, count, ladder, pick
 from diagnose.thresholds import Thresholds
 
 TIME_WAIT_S = 60.0  # Linux's fixed TIME_WAIT length (TCP_TIMEWAIT_LEN)
 
 
-class ConnectionsRule:
+class ConnectionsRule(Rule):
     id = "network-connections"
     step = 1
     label = "network"
-    needs: Needs = ("time_wait_on_port_max",)
+    # A new connection per call costs CPU on both ends (the handshake, an accept, a fresh HTTP parser),
+    # and on a shared host the client's churn takes the cores vLLM needs: fix the connections first.
+    # Measured on the lab (benchmarks/advice.py): keep-alive took p95 0.079 -> 0.048 s.
+    explains = ("cpu-host", "cpu-api-server", "cpu-model")
+    needs = (Sockets.time_wait_on_port_max,)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
         t = thresholds.of(self.id)
-        tw = ev.time_wait_on_port_max
+        tw = ev.sockets.time_wait_on_port_max
         severity = ladder(tw, t["time_wait_warning"], t["time_wait_critical"])
         if tw is None or severity == Severity.OK:
             return None  # connections are reused (or traffic is light): not a fault
-        port = f" {ev.serving_port}" if ev.serving_port else ""
+        port = f" {ev.sockets.serving_port}" if ev.sockets.serving_port else ""
         reuse = ""
-        if ev.calls_per_s:
-            share = tw / (ev.calls_per_s * TIME_WAIT_S)
+        share: float | None = None
+        if ev.traffic.calls_per_s:
+            share = tw / (ev.traffic.calls_per_s * TIME_WAIT_S)
             reuse = (
-                f" At {ev.calls_per_s:.1f} calls/s, a minute of calls is "
-                f"{count(ev.calls_per_s * TIME_WAIT_S)}: "
+                f" At {ev.traffic.calls_per_s:.1f} calls/s, a minute of calls is "
+                f"{count(ev.traffic.calls_per_s * TIME_WAIT_S)}: "
                 f"about {min(share, 1.0) * 100:.0f} % of calls opened a new connection."
             )
-        return Finding(
-            rule_id=self.id,
-            label=self.label,
-            step=self.step,
+        return self.finding(
             severity=severity,
             title=f"TIME_WAIT flood on port{port}: {count(tw)} sockets — clients do not reuse connections",
             detail=f"Up to {count(tw)} sockets on the serving port were in TIME_WAIT (each stays 60 s after "
             f"close).{reuse} Every new connection costs a TCP handshake (and TLS), and ~28 k of them exhaust "
             "the client's ephemeral ports.",
             numbers=pick(
-                ev, "time_wait_on_port_max", "established_on_port_max", "calls_per_s", "serving_port"
+                ev,
+                Sockets.time_wait_on_port_max,
+                Sockets.established_on_port_max,
+                Traffic.calls_per_s,
+                Sockets.serving_port,
             ),
+            # How close to "no connection reused at all" (1.0); unknown without the call rate.
+            utilization=None if share is None else min(share, 1.0),
             suggestions=[
                 Suggestion(
                     "client: HTTP keep-alive",
