@@ -95,13 +95,16 @@ def _badge(severity: Severity) -> str:
 def _verdict(report: Report) -> str:
     v = report.verdict
     decided = next((f for f in report.findings if f.rule_id == v.rule_id), None)
-    why = decided.title if decided is not None else "no finding decided the verdict"
+    why = v.why or (decided.title if decided is not None else "no finding decided the verdict")
     window = f" · {report.window_s:.0f} s window" if report.window_s else ""
+    contributing = (
+        f'<div class="muted">contributing: {_t(", ".join(v.contributing))}</div>' if v.contributing else ""
+    )
     return (
         f'<section class="verdict" style="border-color:{_SEVERITY_COLOUR[v.severity]}">'
         f'<div class="label">{_t(v.label)} {_badge(v.severity)}'
         f' <span class="muted">confidence {_t(v.confidence)}</span></div>'
-        f'<div class="why">{_t(why)}</div>'
+        f'<div class="why">{_t(why)}</div>{contributing}'
         f'<div class="muted">{_t(report.source or "unknown source")}{window}</div></section>'
     )
 
@@ -124,7 +127,7 @@ def _findings(findings: list[Finding], decided: str | None) -> str:
         opened = " open" if f.severity >= Severity.WARNING or f.rule_id == decided else ""
         items.append(
             f"<li><details{opened}><summary>{rank}. {_badge(f.severity)} <b>{_t(f.title)}</b></summary>"
-            f'<div class="muted">{_t(f.rule_id)} · {_t(f.label)} · step {f.step} · '
+            f'<div class="muted">{_t(f.rule_id)} · {_t(f.label)} · {_t(f.kind)} · step {f.step} · '
             f"confidence {_t(f.confidence)}</div>"
             f"<p>{_t(f.detail)}</p>{provisional}"
             + (f'<dl class="numbers">{numbers}</dl>' if numbers else "")
