@@ -102,7 +102,7 @@ def test_the_cpu_lab_interval_holds_its_80_engine_requests() -> None:
     assert pairs is not None and calls is not None
     assert pairs * series.window_s == pytest.approx(80)
     assert calls * series.window_s == pytest.approx(10)
-    assert series.series("http_mean_s").points == 1  # the handler's series appeared mid-window
+    assert series.series("http_p95_s").points == 1
 
 
 def test_disable_log_stats_names_the_flag() -> None:
@@ -116,3 +116,22 @@ def test_a_healthy_h200_p95_inside_the_first_bucket_is_a_stated_gap(captures_dir
     assert p95.points == 0 and "first bucket" in (p95.absent or "")
     assert series.series("queue_mean_s").points == 10
     assert series.series("api_server_cpu_pct").points > 40
+
+
+def test_a_window_of_one_interval_charts_what_the_rules_read() -> None:
+    # Two dumps: the one interval IS the window, so each point must be the evidence's number.
+    from diagnose.derive.evidence import build_evidence
+
+    bundle = read_bundle(CPU_LAB)
+    series = window_series(bundle)
+    ev = build_evidence(bundle)
+    for key, number in (
+        ("queue_mean_s", ev.latency.queue_mean_s),
+        ("queue_p95_s", ev.latency.queue_p95_s),
+        ("e2e_mean_s", ev.latency.e2e_mean_s),
+        ("http_p95_s", ev.latency.http_p95_s),
+        ("calls_per_s", ev.traffic.calls_per_s),
+        ("pairs_per_s", ev.traffic.engine_requests_per_s),
+    ):
+        assert number is not None
+        assert series.series(key).values == (pytest.approx(number),), key

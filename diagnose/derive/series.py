@@ -15,13 +15,16 @@ judge by (diagnose/thresholds.py), so a chart shows how far a reading is from a 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from diagnose.derive import quantiles, window
-from diagnose.derive.evidence import ADMIN_HANDLERS
+from diagnose.derive.evidence import NO_ENGINE_METRICS
 from diagnose.derive.processes import cpu_by_role, is_titled_api_server, role_of
+from diagnose.derive.section import Section, source_of
+from diagnose.derive.sections.latency import Latency, derive_latency
+from diagnose.derive.sections.traffic import Traffic, derive_traffic
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump, parse_dump
 from diagnose.readings import Bundle, ProcessSample
@@ -103,13 +106,18 @@ def window_series(bundle: Bundle, thresholds: Thresholds | None = None) -> Windo
     charts = (
         _latency_chart(metrics, limits),
         _http_chart(metrics, bundle, start, end),
-        metrics.rate_chart("calls", "HTTP calls per second", "calls_per_s", _calls, "http_requests_total"),
-        metrics.rate_chart(
+        Chart(
+            "calls", "HTTP calls per second", "/s", (metrics.traffic("calls_per_s", "HTTP calls per second"),)
+        ),
+        Chart(
             "pairs",
             "engine requests (pairs) per second",
-            "pairs_per_s",
-            _pairs,
-            "vllm:request_success_total",
+            "/s",
+            (
+                metrics.traffic(
+                    "engine_requests_per_s", "engine requests (pairs) per second", key="pairs_per_s"
+                ),
+            ),
         ),
         _scheduler_chart(metrics, limits),
         _cpu_chart(bundle, start, inside, limits),
@@ -123,152 +131,71 @@ def window_series(bundle: Bundle, thresholds: Thresholds | None = None) -> Windo
 
 # ------------------------------------------------------------------------------------------------
 # /metrics: one point per interval between consecutive dumps (counters, histograms) or per dump (gauges).
+# Each interval is read by the evidence's own derivers (derive_traffic, derive_latency), so a point of a
+# chart is the number the rules would read for a window of that interval: one policy, one arithmetic.
 
 
 class _Intervals:
     def __init__(self, parsed: list[ParsedDump], start: float | None, issue: str | None) -> None:
         self.parsed = parsed
         self.start = start or 0.0
+        self.no_engine = None if any(_has_engine_metrics(p) for p in parsed) else NO_ENGINE_METRICS
         if not parsed:
             self.why: str | None = issue or "no /metrics dump in the bundle"
-        elif not any(_has_engine_metrics(p) for p in parsed):
-            self.why = (
-                "no vllm: families in /metrics: the server runs with --disable-log-stats (or is not vLLM)"
-            )
         elif len(parsed) < 2:
             self.why = "one /metrics dump: counters need two (collect over a window)"
         else:
             self.why = None
-        # The serving handler: the non-admin handler with the most calls over the whole window.
-        self.handler = _serving_handler(parsed[0], parsed[-1]) if len(parsed) >= 2 else None
+        pairs = list(itertools.pairwise(parsed))
+        self.ends = tuple(b.t_unix - self.start for _, b in pairs)
+        self.traffics: list[Traffic] = [
+            derive_traffic(a, b, b.t_unix - a.t_unix, no_engine=self.no_engine) for a, b in pairs
+        ]
+        # The serving handler is the window's (the busiest non-admin one), as the evidence picks it.
+        whole = derive_traffic(parsed[0], parsed[-1], None) if len(parsed) >= 2 else None
+        self.handler = whole.http_handler if whole is not None else None
+        self.latencies: list[Latency] = (
+            [derive_latency(a, b, self.handler) for a, b in pairs] if self.no_engine is None else []
+        )
 
-    def pairs(self) -> list[tuple[ParsedDump, ParsedDump]]:
-        return list(zip(self.parsed, self.parsed[1:], strict=False))
-
-    def t(self, p: ParsedDump) -> float:
-        return p.t_unix - self.start
-
-    def per_interval(
-        self,
-        key: str,
-        label: str,
-        unit: str,
-        source: str,
-        value: Callable[[ParsedDump, ParsedDump], float | None],
-        needs_engine: bool = True,
-        empty: str = "no request finished in any interval",
+    def _series(
+        self, key: str, label: str, cls: type[Section], rows: Sequence[Section], name: str, engine: bool
     ) -> Series:
-        if self.why is not None and (needs_engine or len(self.parsed) < 2):
-            return Series(key, label, unit, source, absent=self.why)
-        pairs = self.pairs()
-        values = tuple(value(a, b) for a, b in pairs)
-        series = Series(key, label, unit, source, tuple(self.t(b) for _, b in pairs), values)
-        if not series.points:
-            return Series(key, label, unit, source, absent=empty)
-        return series
+        source = f"{source_of(cls, name)}; per interval between /metrics dumps"
+        # Without vllm: families that is the reason, whatever else; HTTP calls are counted regardless.
+        why = (self.no_engine if engine else None) or self.why
+        if why is not None:
+            return Series(key, label, "s" if name.endswith("_s") else "/s", source, absent=why)
+        unit = "/s" if name.endswith("_per_s") else "s"
+        values = tuple(getattr(r, name) for r in rows)
+        if not any(v is not None for v in values):
+            # The most frequent reason across the intervals (e.g. every p95 inside the first bucket).
+            reasons = [r.missing.get(name, "") for r in rows]
+            return Series(key, label, unit, source, absent=max(set(reasons), key=reasons.count) or None)
+        return Series(key, label, unit, source, self.ends, values)
+
+    def traffic(self, name: str, label: str, key: str | None = None) -> Series:
+        return self._series(key or name, label, Traffic, self.traffics, name, name != "calls_per_s")
+
+    def latency(self, name: str, label: str) -> Series:
+        return self._series(name, label, Latency, self.latencies, name, not name.startswith("http_"))
 
     def per_dump(self, key: str, label: str, unit: str, concept: str) -> Series:
         source = f"{names.CONCEPTS[concept].names[0]} at each /metrics dump"
-        if self.why is not None and not any(_has_engine_metrics(p) for p in self.parsed):
-            return Series(key, label, unit, source, absent=self.why)
+        if not self.parsed or self.no_engine is not None:
+            return Series(key, label, unit, source, absent=self.no_engine or self.why)
         values = tuple(names.value(p, concept) for p in self.parsed)
         if not any(v is not None for v in values):
             return Series(key, label, unit, source, absent=f"{names.CONCEPTS[concept].names[0]} not exported")
-        return Series(key, label, unit, source, tuple(self.t(p) for p in self.parsed), values)
-
-    def rate_chart(
-        self,
-        key: str,
-        title: str,
-        series_key: str,
-        delta: Callable[[ParsedDump, ParsedDump, str | None], float | None],
-        metric: str,
-    ) -> Chart:
-        def per_s(a: ParsedDump, b: ParsedDump) -> float | None:
-            return window.rate(delta(a, b, self.handler), b.t_unix - a.t_unix)
-
-        source = f"{metric}, delta per interval between /metrics dumps / its length"
-        # Calls come from the HTTP instrumentator, which reports even with --disable-log-stats.
-        series = self.per_interval(series_key, title, "/s", source, per_s, needs_engine=key == "pairs")
-        return Chart(key, title, "/s", (series,))
-
-
-def _calls(a: ParsedDump, b: ParsedDump, handler: str | None) -> float | None:
-    before = names.by_label(a, "http_requests", "handler") or {}
-    after = names.by_label(b, "http_requests", "handler")
-    if after is None:
-        return None
-    deltas = [
-        window.counter_delta(before.get(h, 0.0), v) for h, v in after.items() if h not in ADMIN_HANDLERS
-    ]
-    return sum(d for d in deltas if d is not None)
-
-
-def _pairs(a: ParsedDump, b: ParsedDump, handler: str | None) -> float | None:
-    return window.counter_delta(names.value(a, "request_success"), names.value(b, "request_success"))
-
-
-def _hist_delta(a: ParsedDump, b: ParsedDump, concept: str, **match: str) -> names.Histogram | None:
-    before, after = names.histogram(a, concept, **match), names.histogram(b, concept, **match)
-    if before is None and after is not None:
-        # A labelled series is born at its first observation (prometheus_client): no series before
-        # means nothing observed yet, as the counters' `before.get(label, 0.0)` reads it too.
-        return after
-    return window.histogram_delta(before, after)
-
-
-def _mean_of(concept: str, **match: str) -> Callable[[ParsedDump, ParsedDump], float | None]:
-    def value(a: ParsedDump, b: ParsedDump) -> float | None:
-        h = _hist_delta(a, b, concept, **match)
-        return quantiles.mean(h) if h is not None else None
-
-    return value
-
-
-def _p95_of(concept: str) -> Callable[[ParsedDump, ParsedDump], float | None]:
-    def value(a: ParsedDump, b: ParsedDump) -> float | None:
-        h = _hist_delta(a, b, concept)
-        return quantiles.resolved_quantile(0.95, h) if h is not None and h.count > 0 else None
-
-    return value
-
-
-def _p95_empty(m: _Intervals, concept: str) -> str:
-    """Why a p95 series has no point: no request at all, or every p95 inside the first bucket."""
-    observed = [h for a, b in m.pairs() if (h := _hist_delta(a, b, concept)) is not None and h.count > 0]
-    if not observed:
-        return "no request finished in any interval"
-    first_le = observed[0].buckets[0][0] if observed[0].buckets else math.inf
-    return f"inside the histogram's first bucket (≤ {first_le:g} s) in every interval: too fine; see the mean"
+        return Series(key, label, unit, source, tuple(p.t_unix - self.start for p in self.parsed), values)
 
 
 def _latency_chart(m: _Intervals, limits: Thresholds) -> Chart:
-    def hist(concept: str, how: str) -> str:
-        return f"{names.CONCEPTS[concept].names[0]}, bucket delta per interval, {how}"
-
     series = (
-        m.per_interval(
-            "queue_mean_s", "queue, mean", "s", hist("queue_time", "sum/count"), _mean_of("queue_time")
-        ),
-        m.per_interval(
-            "queue_p95_s",
-            "queue, p95",
-            "s",
-            hist("queue_time", "p95"),
-            _p95_of("queue_time"),
-            empty=_p95_empty(m, "queue_time"),
-        ),
-        m.per_interval(
-            "e2e_mean_s", "e2e, mean", "s", hist("e2e_latency", "sum/count"), _mean_of("e2e_latency")
-        ),
-        m.per_interval(
-            "e2e_p95_s",
-            "e2e, p95",
-            "s",
-            hist("e2e_latency", "p95"),
-            _p95_of("e2e_latency"),
-            empty=_p95_empty(m, "e2e_latency"),
-        ),
+        m.latency("queue_mean_s", "queue, mean"),
+        m.latency("queue_p95_s", "queue, p95"),
+        m.latency("e2e_mean_s", "e2e, mean"),
+        m.latency("e2e_p95_s", "e2e, p95"),
     )
     queueing = limits.of("queueing")
     lines = _ladder(
@@ -283,27 +210,8 @@ def _latency_chart(m: _Intervals, limits: Thresholds) -> Chart:
 
 
 def _http_chart(m: _Intervals, bundle: Bundle, start: float | None, end: float | None) -> Chart:
-    handler = m.handler
-    where = f"{{handler={handler!r}}}" if handler else ""
-    mean = m.per_interval(
-        "http_mean_s",
-        f"HTTP {handler or 'calls'}, mean",
-        "s",
-        f"http_request_duration_seconds{where}, bucket delta per interval, sum/count",
-        _mean_of("http_duration", **({"handler": handler} if handler else {})),
-        needs_engine=False,
-    )
-    p95 = m.per_interval(
-        "http_p95_s",
-        "HTTP, p95",
-        "s",
-        "http_request_duration_highr_seconds, bucket delta per interval, p95",
-        _p95_of("http_duration_highr"),
-        needs_engine=False,
-    )
-    if handler is None and m.why is None:
-        mean = Series(mean.key, mean.label, "s", mean.source, absent="no calls to a serving handler")
-        p95 = Series(p95.key, p95.label, "s", p95.source, absent=mean.absent)
+    mean = m.latency("http_mean_s", f"HTTP {m.handler or 'calls'}, mean")
+    p95 = m.latency("http_p95_s", "HTTP, p95")
     return Chart(
         "http",
         "HTTP latency per call (server) and the client's view",
@@ -607,18 +515,6 @@ def _inside(parsed: list[ParsedDump]) -> Callable[[float], bool]:
         return lambda t: True
     lo, hi = parsed[0].t_unix - _SLACK_S, parsed[-1].t_unix + _SLACK_S
     return lambda t: lo <= t <= hi
-
-
-def _serving_handler(first: ParsedDump, last: ParsedDump) -> str | None:
-    before = names.by_label(first, "http_requests", "handler") or {}
-    after = names.by_label(last, "http_requests", "handler") or {}
-    deltas = {
-        h: d
-        for h, v in after.items()
-        if h not in ADMIN_HANDLERS and (d := window.counter_delta(before.get(h, 0.0), v)) is not None
-    }
-    busiest = max(deltas.items(), key=lambda kv: kv[1], default=None)
-    return busiest[0] if busiest is not None and busiest[1] > 0 else None
 
 
 def _has_engine_metrics(parsed: ParsedDump) -> bool:
