@@ -292,8 +292,8 @@ def _cpu_chart(
     lines = _ladder(
         series,
         [
-            ("API server busy (cpu-api-server.busy_warning_pct)", api.get("busy_warning_pct")),
-            ("EngineCore busy (cpu-engine-core.busy_warning_pct)", core.get("busy_warning_pct")),
+            ("busy warning (cpu-api-server.busy_warning_pct)", api.get("busy_warning_pct")),
+            ("busy warning (cpu-engine-core.busy_warning_pct)", core.get("busy_warning_pct")),
         ],
     )
     notes = ("on the CPU build VLLM::Worker spin-waits near 90 % under any load: not saturation by itself",)
@@ -493,7 +493,12 @@ def _ladder(series: Sequence[Series], ladder: Sequence[tuple[str, float | None]]
         if value is None or not math.isfinite(value):
             continue
         if out and value == out[-1].value:  # two rules judging at the same number: one line
-            out[-1] = Threshold(f"{out[-1].label} · {label}", value)
+            what, _, keys = out[-1].label.partition(" (")
+            other = label.partition(" (")[2]
+            merged = (
+                f"{what} ({keys.rstrip(')')}, {other}" if keys and other else f"{out[-1].label} · {label}"
+            )
+            out[-1] = Threshold(merged, value)
             continue
         if out and (peak is None or peak < out[-1].value):
             break
