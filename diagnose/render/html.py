@@ -333,6 +333,8 @@ figure.chart-box{margin:0;background:#fff;border:1px solid #e5e7eb;border-radius
 figcaption{font-weight:600;margin-bottom:4px}
 .chart{min-height:250px}
 .u-legend .u-series th{font-weight:400}
+.u-legend .u-label{max-width:420px;white-space:normal;vertical-align:middle;text-align:left}
+.u-legend .u-marker{vertical-align:middle}
 ul.notes{margin:4px 0 0;padding-left:18px;font-size:12px;color:#6b7280}
 .absent{background:#fff7ed;border:1px solid #fed7aa;border-radius:6px;padding:8px 12px;margin-top:12px}
 .absent ul{margin:4px 0;padding-left:18px}
