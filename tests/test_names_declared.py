@@ -121,15 +121,15 @@ def test_a_bundle_of_the_declared_exposition_gives_evidence(version: str, tmp_pa
         (FIXTURES / f"vllm-{version}-declared" / "metrics.prom").read_text()
     )
     ev = build_evidence(read_bundle(tmp_path))
-    assert ev.engine_requests_delta == 15.0
-    assert ev.calls_delta == 3.0 and ev.docs_per_call == 5.0
-    assert ev.prompt_tokens_delta == sum(map(sum, CALLS_AFTER))
-    assert ev.prefix_queries_per_prompt_token == 1.0
-    assert ev.http_handler == "/v1/rerank"
-    assert ev.num_gpu_blocks == {"0.33": 68404, "0.34": 17101}[version]
-    assert ev.kv_cache_size_tokens == 1094464
+    assert ev.traffic.engine_requests_delta == 15.0
+    assert ev.traffic.calls_delta == 3.0 and ev.traffic.docs_per_call == 5.0
+    assert ev.shape.prompt_tokens_delta == sum(map(sum, CALLS_AFTER))
+    assert ev.scheduler.prefix_queries_per_prompt_token == 1.0
+    assert ev.traffic.http_handler == "/v1/rerank"
+    assert ev.config.num_gpu_blocks == {"0.33": 68404, "0.34": 17101}[version]
+    assert ev.config.kv_cache_size_tokens == 1094464
     # 0.34's "None" is unknown, never a number.
-    assert ev.gpu_memory_utilization == {"0.33": 0.92, "0.34": None}[version]
+    assert ev.config.gpu_memory_utilization == {"0.33": 0.92, "0.34": None}[version]
 
 
 def test_families_a_reranker_does_not_emit_are_ignored_not_errors() -> None:

@@ -167,8 +167,8 @@ def test_a_hand_run_bundle_with_a_commented_flags_file_knows_max_model_len(tmp_p
     assert bundle.server.flags is not None and SECRET not in bundle.server.flags
     assert bundle.server.env == {"VLLM_CPU_KVCACHE_SPACE": "1"}
     ev = build_evidence(bundle)
-    assert ev.flag_max_model_len == 2048
-    assert ev.max_model_len == 2048
+    assert ev.config.flag_max_model_len == 2048
+    assert ev.config.max_model_len == 2048
 
 
 def test_a_flags_file_without_a_command_is_an_issue_that_names_the_fix(tmp_path: Path) -> None:

@@ -90,16 +90,16 @@ def test_a_bundle_with_ss_tanp_has_a_census_on_the_serving_port(tmp_path: Path) 
     assert len(bundle.sockets) == 1 and bundle.sockets[0].port == PORT
     assert bundle.sockets[0].t_unix == os.stat(tmp_path / "ss-tanp.txt").st_mtime
     ev = build_evidence(bundle)
-    assert ev.serving_port == PORT
-    assert ev.time_wait_on_port_max == _ss_s_time_wait()
-    assert ev.established_on_port_max == 2 * PORTS["held_open"]
+    assert ev.sockets.serving_port == PORT
+    assert ev.sockets.time_wait_on_port_max == _ss_s_time_wait()
+    assert ev.sockets.established_on_port_max == 2 * PORTS["held_open"]
 
 
 def test_a_bundle_serving_elsewhere_counts_nothing_on_this_port(tmp_path: Path) -> None:
     shutil.copy(PASTED / "ss-tan.txt", tmp_path / "ss-tan.txt")
     _flags(tmp_path, 8000)  # no socket of the recording is on 8000
     ev = build_evidence(read_bundle(tmp_path))
-    assert ev.serving_port == 8000 and ev.time_wait_on_port_max == 0
+    assert ev.sockets.serving_port == 8000 and ev.sockets.time_wait_on_port_max == 0
 
 
 def test_without_flags_the_busiest_listener_is_taken_and_the_issue_says_so(tmp_path: Path) -> None:

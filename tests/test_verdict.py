@@ -121,3 +121,41 @@ def test_a_cause_with_no_symptom_keeps_its_own_severity() -> None:
     report = run_rules(evidence(gpu_util_median_pct=97.0, gpu_util_mean_pct=97.0, waiting_max=5.0))
     assert report.verdict.label == "gpu"
     assert report.verdict.symptom is None
+
+
+def test_a_host_wide_time_wait_flood_with_no_port_census_is_network_at_lower_confidence() -> None:
+    # A hand-run `ss -s` showing `timewait 6754` and no census of the serving port: a lead, not proof.
+    report = run_rules(
+        evidence(
+            why={"time_wait_on_port_max": "no socket census on the serving port (run on the serving host)"},
+            time_wait_on_port_max=None,
+            established_on_port_max=None,
+            serving_port=None,
+            time_wait_host_max=6754.0,
+            time_wait_host_source="ss -s",
+            calls_per_s=150.0,
+        )
+    )
+    assert report.verdict.label == "network"
+    assert report.verdict.severity == Severity.WARNING  # capped: other processes share the host
+    assert report.verdict.confidence == "medium"  # 150 calls/s x 60 s could leave them all
+    assert "Every process on the host" in report.findings[0].detail
+
+
+def test_an_api_server_bound_vllm_0_26_is_told_to_upgrade_for_renderer_workers() -> None:
+    # vLLM 0.20-0.26 preprocess a rerank call's documents on one thread (vLLM issue #43444; 0.27 PR #49153).
+    report = run_rules(
+        evidence(
+            api_server_cpu_mean_pct=99.0, http_mean_s=2.0, vllm_version="0.26.0", flags={"--port": "8000"}
+        )
+    )
+    assert report.verdict.rule_id == "cpu-api-server"
+    renderer = [s for s in report.findings[0].suggestions if s.flag == "--renderer-num-workers"]
+    assert renderer and renderer[0].direction == "upgrade" and "0.27" in (renderer[0].proposed or "")
+    assert "#43444" in renderer[0].why
+
+
+def test_an_api_server_bound_vllm_0_34_gets_renderer_workers_without_an_upgrade() -> None:
+    report = run_rules(evidence(api_server_cpu_mean_pct=99.0, http_mean_s=2.0, vllm_version="0.34.0"))
+    renderer = [s for s in report.findings[0].suggestions if s.flag == "--renderer-num-workers"]
+    assert renderer and renderer[0].direction == "raise" and renderer[0].proposed == "4"

@@ -109,13 +109,16 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
     window_missing: str | None = None
     pair: tuple[ParsedDump, ParsedDump] | None = None
     no_dumps = ONE_SCRAPE
+    version = bundle.server.version
 
     if not parsed:
         no_dumps = _issue(bundle, "vllm") or "no /metrics dump"
         window_missing = no_dumps
         for name in ("latency", "traffic", "shape", "scheduler"):
             sections[name] = unknown(SECTIONS[name], no_dumps)
-        sections["config"] = derive_config(None, bundle.server.flags, bundle.server.max_model_len, no_dumps)
+        sections["config"] = derive_config(
+            None, bundle.server.flags, bundle.server.max_model_len, no_dumps, version
+        )
     elif not any(_has_engine_metrics(p) for p in parsed):
         window_s, no_dumps = span, NO_ENGINE_METRICS
         for name in ("latency", "shape", "scheduler"):
@@ -123,7 +126,7 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
         # The HTTP instrumentator still reports.
         sections["traffic"] = derive_traffic(parsed[0], parsed[-1], span, no_engine=NO_ENGINE_METRICS)
         sections["config"] = derive_config(
-            None, bundle.server.flags, bundle.server.max_model_len, NO_ENGINE_METRICS
+            None, bundle.server.flags, bundle.server.max_model_len, NO_ENGINE_METRICS, version
         )
     else:
         if span is None:
@@ -139,7 +142,7 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
             sections["shape"] = derive_shape(parsed[0], parsed[-1], span)
             sections["scheduler"] = derive_scheduler(parsed)
         sections["config"] = derive_config(
-            parsed[-1], bundle.server.flags, bundle.server.max_model_len, ONE_SCRAPE
+            parsed[-1], bundle.server.flags, bundle.server.max_model_len, ONE_SCRAPE, version
         )
 
     gpu_samples = [s for s in bundle.gpu if in_window(s.t_unix)] or bundle.gpu
@@ -151,7 +154,7 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
         CpuInputs(bundle.processes, bounds, _issue(bundle, "host"), pair, window_s, no_dumps=no_dumps)
     )
     census = [s for s in bundle.sockets if in_window(s.t_unix)] or bundle.sockets
-    sections["sockets"] = derive_sockets(census, _issue(bundle, "sockets"))
+    sections["sockets"] = derive_sockets(census, _issue(bundle, "sockets"), bundle.host_tcp)
     sections["disk"] = derive_disk()
     stress = client if client is not None else StressSummary.from_dict(bundle.stress)
     sections["client"] = derive_client(stress, BypassOverhead.best_of(bundle.bypass))

@@ -13,13 +13,18 @@ import math
 
 from diagnose.derive.evidence import Evidence
 from diagnose.derive.sections.client import Client
+from diagnose.derive.sections.config import server_version
 from diagnose.derive.sections.cpu import Cpu
 from diagnose.derive.sections.gpu import Gpu
 from diagnose.derive.sections.latency import Latency
 from diagnose.derive.sections.traffic import Traffic
+from diagnose.derive.versions import renderer_advice
 from diagnose.report import Finding, Severity, Suggestion
 from diagnose.rules.base import Rule, current_flag, ladder, pct, pick, secs, times
 from diagnose.thresholds import Thresholds
+
+# Renderer (tokenizer) threads per API server to propose where the version has them.
+RENDERER_WORKERS = 4
 
 
 def frontend_ratio(ev: Evidence) -> tuple[float | None, str]:
@@ -114,6 +119,21 @@ class ApiServerCpuRule(Rule):
                 f"free core per extra API server; the engine core may bind next (~630 pairs/s on an H200)",
             )
         ]
+        advice = renderer_advice(server_version(ev.config), ev.config.flags, RENDERER_WORKERS)
+        if advice is not None:
+            # vLLM 0.20-0.26 preprocess a rerank call's documents on one thread (vLLM issue #43444);
+            # 0.27 added a pool of renderer workers (PR #49153).
+            suggestions.append(
+                Suggestion(
+                    advice.flag,
+                    "raise" if advice.upgrade_to is None else "upgrade",
+                    f"{advice.current} (vLLM {ev.config.vllm_version})",
+                    str(advice.proposed)
+                    if advice.upgrade_to is None
+                    else f"vLLM ≥{advice.upgrade_to}, {advice.proposed}",
+                    advice.why,
+                )
+            )
         few = thresholds.of("request-pattern")["few_docs_per_call"]
         if ev.traffic.docs_per_call is not None and ev.traffic.docs_per_call < few:
             suggestions.append(
