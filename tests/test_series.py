@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,11 @@ def test_a_window_of_one_interval_charts_what_the_rules_read() -> None:
     ):
         assert number is not None
         assert series.series(key).values == (pytest.approx(number),), key
+
+
+def test_a_hand_run_ss_s_is_named_as_host_wide_not_charted(tmp_path: Path) -> None:
+    # tests/fixtures/sockets/ss-s.txt is a recorded `ss -s`: one host-wide reading, no serving port.
+    shutil.copy(CPU_LAB / "metrics.prom", tmp_path / "metrics.prom")
+    shutil.copy(FIXTURES / "sockets" / "ss-s.txt", tmp_path / "ss-s.txt")
+    chart = window_series(read_bundle(tmp_path)).chart("time_wait")
+    assert chart.absent is not None and "host-wide only: 330 TIME_WAIT" in chart.absent

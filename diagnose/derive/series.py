@@ -395,7 +395,11 @@ def _sockets_chart(
         why = (
             _issue(bundle, "sockets") or "no socket census of the serving port (collect on the serving host)"
         )
-        if bundle.sockstat_text:
+        host = bundle.host_tcp
+        if host is not None and host.time_wait is not None:
+            # One host-wide reading: every process on the host counts, and one number is no timeline.
+            why += f"; host-wide only: {host.time_wait:,} TIME_WAIT in one {host.source or 'ss -s'} reading"
+        elif bundle.sockstat_text:
             why += "; the bundle has host-wide totals only (ss -s / sockstat), no timeline"
         series = Series("time_wait", "TIME_WAIT", "sockets", source, absent=why)
     net = limits.of("network-connections")
