@@ -58,6 +58,7 @@ class Threshold:
 
     label: str  # "warning (queueing.queue_warning_s)"
     value: float  # in the chart's unit
+    fact: bool = False  # a property of the hardware (memory.total), not a number a rule judges by
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +160,20 @@ class _Intervals:
         )
 
     def _series(
-        self, key: str, label: str, cls: type[Section], rows: Sequence[Section], name: str, engine: bool
+        self,
+        key: str,
+        label: str,
+        unit: str,
+        cls: type[Section],
+        rows: Sequence[Section],
+        name: str,
+        engine: bool,
     ) -> Series:
         source = f"{source_of(cls, name)}; per interval between /metrics dumps"
         # Without vllm: families that is the reason, whatever else; HTTP calls are counted regardless.
         why = (self.no_engine if engine else None) or self.why
         if why is not None:
-            return Series(key, label, "s" if name.endswith("_s") else "/s", source, absent=why)
-        unit = "/s" if name.endswith("_per_s") else "s"
+            return Series(key, label, unit, source, absent=why)
         values = tuple(getattr(r, name) for r in rows)
         if not any(v is not None for v in values):
             # The most frequent reason across the intervals (e.g. every p95 inside the first bucket).
@@ -175,10 +182,10 @@ class _Intervals:
         return Series(key, label, unit, source, self.ends, values)
 
     def traffic(self, name: str, label: str, key: str | None = None) -> Series:
-        return self._series(key or name, label, Traffic, self.traffics, name, name != "calls_per_s")
+        return self._series(key or name, label, "/s", Traffic, self.traffics, name, name != "calls_per_s")
 
     def latency(self, name: str, label: str) -> Series:
-        return self._series(name, label, Latency, self.latencies, name, not name.startswith("http_"))
+        return self._series(name, label, "s", Latency, self.latencies, name, not name.startswith("http_"))
 
     def per_dump(self, key: str, label: str, unit: str, concept: str) -> Series:
         source = f"{names.CONCEPTS[concept].names[0]} at each /metrics dump"
@@ -373,7 +380,7 @@ def _gpu_charts(
     )
     memory = per_gpu("memory_used_mib", "memory used", "MiB", "NVML memory used", lambda s: s.memory_used_mib)
     totals = sorted({s.memory_total_mib for s in samples if s.memory_total_mib is not None})
-    memory_lines = tuple(Threshold(f"memory.total {t:,.0f} MiB", t) for t in totals[-1:])
+    memory_lines = tuple(Threshold(f"memory.total {t:,.0f} MiB", t, fact=True) for t in totals[-1:])
     memory_notes = ("vLLM reserves its KV cache at start-up: memory used says little about load",)
     return [
         Chart("gpu_busy", "GPU busy", "%", busy, busy_lines),

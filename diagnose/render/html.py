@@ -266,7 +266,7 @@ def _chart_json(series: WindowSeries) -> str:
                         "label": f"{th.label} = {format_number(th.value)} {c.unit}",
                         "value": th.value,
                         "colour": _REFERENCE_COLOUR
-                        if th.label.startswith("memory.total")
+                        if th.fact
                         else _THRESHOLD_COLOURS[min(i, len(_THRESHOLD_COLOURS) - 1)],
                     }
                     for i, th in enumerate(c.thresholds)
