@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from diagnose.bundle import split_dumps
-from diagnose.derive.config import (
+from diagnose.derive.cache_config import (
     SOURCE_BLOCKS,
     SOURCE_CAPACITY,
     SOURCE_FLAGS,
@@ -154,3 +154,15 @@ def test_versions_from_027_are_told_only_the_flag(text: str) -> None:
 def test_no_renderer_advice_before_020_or_without_a_version() -> None:
     assert renderer_advice(parse_version("0.19.1"), {}, proposed_workers=4) is None
     assert renderer_advice(None, {}, proposed_workers=4) is None
+
+
+def test_the_server_version_comes_from_server_info_and_says_where() -> None:
+    from diagnose.derive.versions import server_version
+    from diagnose.readings import ServerInfo
+
+    live = server_version(ServerInfo(url="http://127.0.0.1:8000", version="0.34.0"))
+    assert live is not None and live.source == "/version" and str(live.release) == "0.34.0"
+    saved = server_version(ServerInfo(version="0.26.0"))
+    assert saved is not None and saved.source == "server.json"
+    assert server_version(ServerInfo()) is None
+    assert server_version(ServerInfo(version="None")) is None  # collect writes str(None) when /version fails

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from diagnose.bundle import read_bundle, split_dumps
-from diagnose.derive.config import SOURCE_CAPACITY, gpu_memory_utilization, max_model_len
+from diagnose.derive.cache_config import SOURCE_CAPACITY, gpu_memory_utilization, max_model_len
 from diagnose.derive.evidence import build_evidence
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump, parse_text

@@ -178,3 +178,30 @@ def test_a_flags_file_without_a_command_is_an_issue_that_names_the_fix(tmp_path:
     assert bundle.server.flags is None
     issue = next(i for i in bundle.issues if i.collector == "server")
     assert "no vLLM command line" in issue.reason and "ps -ef" in issue.fix
+
+
+def test_a_pasted_manifests_secret_never_reaches_a_rewritten_bundle(tmp_path: Path) -> None:
+    from diagnose.bundle import write_bundle
+
+    source, copy = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    (source / "flags.txt").write_text((PASTED / "k8s-deployment.yaml").read_text())
+    (source / "ss-s.txt").write_text((PASTED / "ss-s.txt").read_text())
+    bundle = read_bundle(source)
+    assert parse_flags(bundle.server.flags or "") == WITH_KEY
+    write_bundle(bundle, copy)
+    for path in copy.iterdir():
+        assert SECRET not in path.read_text(errors="replace"), path.name
+    again = read_bundle(copy)
+    assert parse_flags(again.server.flags or "") == WITH_KEY
+    assert again.server.env == {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def test_interpreter_options_before_the_entry_point_are_not_vllm_flags() -> None:
+    line = "/usr/bin/python3 -u -X dev -m vllm.entrypoints.openai.api_server --model /m -tp 2 --port 8001"
+    assert parse_flags(line) == {"--model": "/m", "--tensor-parallel-size": "2", "--port": "8001"}
+    # Without an entry point (compose's command: under the image's entrypoint) every flag counts.
+    assert parse_flags("--model /models/vllm-reranker --port 8001") == {
+        "--model": "/models/vllm-reranker",
+        "--port": "8001",
+    }

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 
 from diagnose.bundle import layout
+from diagnose.bundle.launch import flags_from_argv, read_launch
 from diagnose.bundle.nvidia_smi import parse_nvidia_smi_csv
 from diagnose.bundle.sockstat import parse_host_tcp
 from diagnose.bundle.ss_tan import census_on_port, listening_ports, looks_like_ss_tan, parse_ss_tan
-from diagnose.derive.flags import parse_flags, read_launch
 from diagnose.errors import DoctorError
 from diagnose.readings import (
     Bundle,
@@ -121,7 +121,7 @@ def _read_sockets(path: Path) -> list[SocketCensus]:
 def _read_ss_tan(path: Path, server: ServerInfo, issues: list[CollectorIssue]) -> SocketCensus:
     """A hand-run `ss -tan[p]` as one census, taken when the file was written, on the serving port."""
     sockets = parse_ss_tan(path.read_text(encoding="utf-8", errors="replace"))
-    flags = parse_flags(server.flags) if server.flags else {}
+    flags = flags_from_argv(read_launch(server.flags).argv) if server.flags else {}
     port_text = flags.get("--port") or ("8000" if server.flags else None)  # vLLM's default port is 8000
     port = int(port_text) if port_text and port_text.isdigit() else None
     if port is None:

@@ -23,6 +23,7 @@ from diagnose.derive.sections.scheduler import Scheduler, derive_scheduler
 from diagnose.derive.sections.shape import Shape, derive_shape
 from diagnose.derive.sections.sockets import Sockets, derive_sockets
 from diagnose.derive.sections.traffic import ADMIN_HANDLERS, Traffic, derive_traffic
+from diagnose.derive.versions import server_version
 from diagnose.metrics.exposition import ParsedDump, parse_dump
 from diagnose.readings import Bundle, MetricsDump
 
@@ -109,7 +110,8 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
     window_missing: str | None = None
     pair: tuple[ParsedDump, ParsedDump] | None = None
     no_dumps = ONE_SCRAPE
-    version = bundle.server.version
+    reported = server_version(bundle.server)  # "None" (a failed /version) or junk is no version
+    version = reported.text if reported is not None else None
 
     if not parsed:
         no_dumps = _issue(bundle, "vllm") or "no /metrics dump"

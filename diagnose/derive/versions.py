@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
+from diagnose.readings import ServerInfo
+
 SINGLE_THREAD_RENDER_FIRST = Version("0.20")
 RENDERER_WORKERS_SINCE = Version("0.27")
 RENDERER_WORKERS_FLAG = "--renderer-num-workers"
@@ -39,6 +41,15 @@ def parse_version(text: str | None, source: str = "/version") -> ServerVersion |
         return ServerVersion(Version(cleaned), text.strip(), source)
     except InvalidVersion:
         return None
+
+
+def server_version(server: ServerInfo) -> ServerVersion | None:
+    """The version the server reported on /version (live, or kept in a bundle's server.json).
+
+    vLLM's /metrics carries no version (no `vllm:` info family has one, 0.26 to 0.34), so a hand-made
+    bundle without server.json has none: None, and the caller says `curl URL/version` would tell.
+    """
+    return parse_version(server.version, "/version" if server.url else "server.json")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diagnose.derive import config as facts
+from diagnose.derive import cache_config as facts
 from diagnose.derive.flags import parse_flags
 from diagnose.derive.section import Section, build, group, num
 from diagnose.derive.versions import ServerVersion, parse_version
@@ -42,7 +42,7 @@ _INT_FLAGS = {
 class Config(Section):
     vllm_version: str | None = num("GET /version (live, or the bundle's server.json)")
     max_model_len: int | None = num("/v1/models, else --max-model-len, else cache_config_info capacity")
-    max_model_len_source: str | None = num("where max_model_len came from (diagnose.derive.config)")
+    max_model_len_source: str | None = num("where max_model_len came from (diagnose.derive.cache_config)")
     block_size: int | None = num("vllm:cache_config_info{block_size}")
     enable_prefix_caching: bool | None = num("vllm:cache_config_info{enable_prefix_caching}")
     num_gpu_blocks: int | None = num("vllm:cache_config_info{num_gpu_blocks}")
