@@ -144,3 +144,13 @@ def test_a_hand_run_ss_s_is_named_as_host_wide_not_charted(tmp_path: Path) -> No
     shutil.copy(FIXTURES / "sockets" / "ss-s.txt", tmp_path / "ss-s.txt")
     chart = window_series(read_bundle(tmp_path)).chart("time_wait")
     assert chart.absent is not None and "host-wide only: 330 TIME_WAIT" in chart.absent
+
+
+def test_a_critical_line_is_drawn_only_once_the_judged_series_pass_the_warning(gpu_bound) -> None:
+    # GPU-bound: the queue reaches seconds, past 0.2 s, so the 1 s critical line is drawn too.
+    assert [t.value for t in gpu_bound.chart("latency").thresholds] == [0.2, 1.0]
+    # API-server-bound H200 0.6B run: the queue stays in milliseconds (e2e reaches 0.4 s, but the
+    # queue's lines judge the queue): the warning line alone says how much headroom there is.
+    calm = window_series(read_bundle(FIXTURES / "gpu-h200-0.6b-1api-closed" / "bundle"))
+    assert [t.value for t in calm.chart("latency").thresholds] == [0.2]
+    assert max(v for v in calm.series("e2e_p95_s").values if v is not None) > 0.2

@@ -206,7 +206,7 @@ def _latency_chart(m: _Intervals, limits: Thresholds) -> Chart:
     )
     queueing = limits.of("queueing")
     lines = _ladder(
-        series,
+        series[:2],  # the queue's lines judge the queue, not e2e
         [
             ("queue warning (queueing.queue_warning_s)", queueing.get("queue_warning_s")),
             ("queue critical (queueing.queue_critical_s)", queueing.get("queue_critical_s")),
@@ -297,7 +297,7 @@ def _cpu_chart(
         series.append(_sampled(key, label, "%", source, start, [(s.t_unix, s.cpu_percent) for s in mine]))
     api, core = limits.of("cpu-api-server"), limits.of("cpu-engine-core")
     lines = _ladder(
-        series,
+        series[:2],  # API server and EngineCore; the Worker spin-waits by design
         [
             ("busy warning (cpu-api-server.busy_warning_pct)", api.get("busy_warning_pct")),
             ("busy warning (cpu-engine-core.busy_warning_pct)", core.get("busy_warning_pct")),
@@ -493,7 +493,8 @@ def _number(value: object) -> float | None:
 
 
 def _ladder(series: Sequence[Series], ladder: Sequence[tuple[str, float | None]]) -> tuple[Threshold, ...]:
-    """The first (lowest) threshold always, a higher one only once the data reach the one below it.
+    """The first (lowest) threshold always, a higher one only once `series` (the ones the thresholds
+    judge) reach the one below it.
 
     Why: a 10,000-socket critical line on a chart whose data stay under 100 would squash the data flat;
     the warning line alone says how much headroom there is.

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from diagnose import __version__
 from diagnose.derive.processes import cpu_by_role
-from diagnose.derive.series import Series, WindowSeries
+from diagnose.derive.series import Chart, Series, WindowSeries
 from diagnose.readings import Bundle
 from diagnose.redact import redact_command_line
 from diagnose.render.text import format_number
@@ -194,9 +194,13 @@ def _charts(series: WindowSeries) -> str:
         missing = "".join(f"<li>{_t(s.label)}: {_t(s.absent)}</li>" for s in c.series if s.absent is not None)
         notes = "".join(f"<li>{_t(n)}</li>" for n in c.notes)
         extra = f'<ul class="notes">{notes}{missing}</ul>' if notes or missing else ""
+        sources = "".join(f"<li>{_t(s.label)}: {_t(s.source)}</li>" for s in _drawn(c.series))
         drawn.append(
             f'<figure class="chart-box"><figcaption>{_t(c.title)} <span class=muted>({_t(c.unit)})</span>'
-            f'</figcaption><div class="chart" id="chart-{_t(c.key)}"></div>{extra}</figure>'
+            f'</figcaption><div class="chart" id="chart-{_t(c.key)}" role="img" '
+            f'aria-label="{_t(_summary(c))}"></div>{extra}'
+            f'<details class="sources"><summary>where the numbers come from</summary><ul>{sources}</ul>'
+            "</details></figure>"
         )
     start = ""
     if series.start_unix:
@@ -278,6 +282,15 @@ def _chart_json(series: WindowSeries) -> str:
     return text.replace("<", "\\u003c")
 
 
+def _summary(chart: Chart) -> str:
+    """The chart in one sentence, for screen readers and for text search in the file."""
+    parts = []
+    for s in _drawn(chart.series):
+        known = [v for v in s.values if v is not None]
+        parts.append(f"{s.label}: {len(known)} points, max {format_number(max(known))} {s.unit}")
+    return f"{chart.title}. " + "; ".join(parts)
+
+
 def _drawn(series: Iterable[Series]) -> list[Series]:
     return [s for s in series if s.absent is None]
 
@@ -339,6 +352,8 @@ ul.notes{margin:4px 0 0;padding-left:18px;font-size:12px;color:#6b7280}
 .absent{background:#fff7ed;border:1px solid #fed7aa;border-radius:6px;padding:8px 12px;margin-top:12px}
 .absent ul{margin:4px 0;padding-left:18px}
 details summary{cursor:pointer;margin:8px 0}
+details.sources{font-size:12px;color:#6b7280}details.sources summary{margin:4px 0 0}
+details.sources ul{margin:2px 0;padding-left:18px}
 footer{margin-top:24px;color:#9ca3af;font-size:12px}
 .u-legend{font-size:12px}
 """
