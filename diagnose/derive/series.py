@@ -2,9 +2,9 @@
 
 Pure, no I/O: a `Bundle` in, typed series out. The evidence (diagnose/derive/evidence.py) reduces a
 window to one number per reading; this module keeps the shape of the same readings over time:
-- counters and histograms per interval between consecutive /metrics dumps (reset-aware deltas from
-  diagnose/derive/window.py, quantiles from diagnose/derive/quantiles.py), so a queue that grows from
-  1 s to 12 s over the window reads as a climb, not as a 5 s mean;
+- counters and histograms per interval between consecutive /metrics dumps, read by the evidence's own
+  derivers (derive/sections/traffic.py, latency.py: reset-aware deltas, the one first-bucket policy),
+  so a queue that grows from 1 s to 12 s over the window reads as a climb, not as a 5 s mean;
 - gauges (waiting, running) at every dump; GPU, per-process CPU and sockets at every sample.
 Time is in seconds from the first /metrics dump (or the first sample of any kind without one).
 
@@ -30,7 +30,8 @@ from diagnose.metrics.exposition import ParsedDump, parse_dump
 from diagnose.readings import Bundle, ProcessSample
 from diagnose.thresholds import Thresholds
 
-# A sample this far outside the /metrics window still belongs to it (collectors start a beat apart).
+# A sample this far outside the /metrics window still belongs to it (collectors start a beat apart);
+# the same slack as the evidence's window.
 _SLACK_S = 1.0
 
 
