@@ -154,3 +154,13 @@ def test_a_critical_line_is_drawn_only_once_the_judged_series_pass_the_warning(g
     calm = window_series(read_bundle(FIXTURES / "gpu-h200-0.6b-1api-closed" / "bundle"))
     assert [t.value for t in calm.chart("latency").thresholds] == [0.2]
     assert max(v for v in calm.series("e2e_p95_s").values if v is not None) > 0.2
+
+
+def test_a_bundle_of_gpu_samples_alone_says_there_is_no_metrics_dump(tmp_path: Path) -> None:
+    shutil.copy(GPU_BOUND / "bundle" / "nvidia-smi.csv", tmp_path / "nvidia-smi.csv")
+    series = window_series(read_bundle(tmp_path))
+    assert series.series("gpu_util_pct").points == 40  # time counts from the first GPU sample
+    assert series.series("gpu_util_pct").t_s[0] == 0.0
+    for key in ("latency", "calls", "pairs", "scheduler"):
+        reason = series.chart(key).absent or ""
+        assert "/metrics" in reason and "vllm: families" not in reason, (key, reason)

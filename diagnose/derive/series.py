@@ -141,7 +141,8 @@ class _Intervals:
     def __init__(self, parsed: list[ParsedDump], start: float | None, issue: str | None) -> None:
         self.parsed = parsed
         self.start = start or 0.0
-        self.no_engine = None if any(_has_engine_metrics(p) for p in parsed) else NO_ENGINE_METRICS
+        engine = not parsed or any(_has_engine_metrics(p) for p in parsed)
+        self.no_engine = None if engine else NO_ENGINE_METRICS  # with no dump at all, `why` says so
         if not parsed:
             self.why: str | None = issue or "no /metrics dump in the bundle"
         elif len(parsed) < 2:
