@@ -91,6 +91,17 @@ def _roles(bundle: Bundle, host_cpus: int | None) -> tuple[RoleWindow, ...]:
     return tuple(out)
 
 
+def collector_up(bundle: Bundle) -> dict[str, bool]:
+    """Which collectors produced readings this window: the one definition for the exporter's
+    `rerank_doctor_collector_up` (a host source counts when it saw a vLLM process, not only the host row)."""
+    return {
+        "vllm": len(bundle.dumps) > 0,
+        "gpu": len(bundle.gpu) > 0,
+        "host": any(p.name != HOST_TOTAL for p in bundle.processes),
+        "sockets": bool(bundle.sockets),
+    }
+
+
 def _last_census(censuses: list[SocketCensus]) -> SocketCensus | None:
     return max(censuses, key=lambda c: c.t_unix) if censuses else None
 
@@ -110,13 +121,7 @@ def build_snapshot(
     if census is not None:
         port_sockets = dict.fromkeys(tcp_states, 0) | census.port_states if census.port is not None else None
         host_sockets = dict.fromkeys(tcp_states, 0) | census.host_states
-    has_host_rows = any(p.name != HOST_TOTAL for p in bundle.processes)
-    up = {
-        "vllm": len(bundle.dumps) > 0,
-        "gpu": len(bundle.gpu) > 0,
-        "host": has_host_rows,
-        "sockets": census is not None,
-    }
+    up = collector_up(bundle)
     return Snapshot(
         report=report,
         window_end_t_unix=window_end_t_unix,
