@@ -108,6 +108,7 @@ def test_the_page_loads_nothing_from_the_network(pages) -> None:
 
 KEY = "rd-secret-key-7f3a91"  # put back where the api-key recording's flags.txt says ***
 PASSWORD = "hunter2-userinfo"
+HF_TOKEN = "hf_rdTestToken0451"
 
 
 def test_a_secret_in_the_bundle_never_reaches_the_file(tmp_path: Path) -> None:
@@ -118,14 +119,15 @@ def test_a_secret_in_the_bundle_never_reaches_the_file(tmp_path: Path) -> None:
     shutil.copy(CPU_LAB / "metrics.prom", folder / "metrics.prom")
     flags = (FIXTURES / "vllm-0.32-cpu-lab-api-key" / "flags.txt").read_text()
     assert "--api-key ***" in flags
-    (folder / "flags.txt").write_text(flags.replace("***", KEY))
+    (folder / "flags.txt").write_text(f"HF_TOKEN={HF_TOKEN} " + flags.replace("***", KEY))
     url = f"http://admin:{PASSWORD}@127.0.0.1:43137"
     (folder / "server.json").write_text(json.dumps({"url": url, "flags": flags.replace("***", KEY)}))
     page = tmp_path / "r.html"
     assert main(["check", "--from", str(folder), "--html", str(page), "--fail-on", "critical"]) == 0
     html = page.read_text()
-    assert KEY not in html and PASSWORD not in html
+    assert KEY not in html and PASSWORD not in html and HF_TOKEN not in html
     assert "--api-key ***" in html  # the flag is shown, its value is not
+    assert "VLLM_CPU_KVCACHE_SPACE=1" in html  # and the environment it ran with
 
 
 def test_a_secret_in_the_live_url_or_api_key_never_reaches_the_file(tmp_path: Path, capsys) -> None:

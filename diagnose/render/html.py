@@ -227,6 +227,8 @@ def _facts(report: Report, series: WindowSeries, bundle: Bundle | None) -> str:
         host = urlsplit(server.url).hostname if server.url else None
         rows.append(("host", host or "unknown"))
         rows.append(("flags", server.flags or "unknown (run on the serving host, or add flags.txt)"))
+        if server.env:
+            rows.append(("environment", " ".join(f"{k}={v}" for k, v in sorted(server.env.items()))))
         gpus = {g.index: g.name for g in bundle.gpu}
         if gpus:
             names = sorted({n or "unnamed GPU" for n in gpus.values()})
