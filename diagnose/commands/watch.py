@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from diagnose.collect.run import collect_to_folder
+    from diagnose.derive.series import window_series
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.pipeline import diagnose, metrics_issue
@@ -64,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(args.every)  # an unreachable server answers at once: don't spin
                 else:
                     report = diagnose(bundle, thresholds, source=args.url)
-                    live.update(
-                        Group(Text(f"{stamp}  window {shown + 1}", style="dim"), report_renderable(report))
-                    )
+                    view = report_renderable(report, series=window_series(bundle, thresholds))
+                    live.update(Group(Text(f"{stamp}  window {shown + 1}", style="dim"), view))
                 shown += 1
         except KeyboardInterrupt:
             pass  # Ctrl-C is how watch ends
