@@ -69,10 +69,17 @@ def label_deltas(before: ParsedDump, after: ParsedDump, concept: str, label: str
 
 
 def hist(before: ParsedDump, after: ParsedDump, concept: str, **match: str) -> Histogram | None:
-    """A histogram's observations between two dumps."""
-    return histogram_delta(
-        names.histogram(before, concept, **match), names.histogram(after, concept, **match)
-    )
+    """A histogram's observations between two dumps.
+
+    A labelled child appears at its first observation (prometheus_client creates it then): absent from a
+    `before` that is a real exposition, it counted from 0 inside the window, as counters do
+    (`label_deltas`). A `before` that carries no metrics at all proves nothing and stays unknown.
+    """
+    h_before = names.histogram(before, concept, **match)
+    h_after = names.histogram(after, concept, **match)
+    if h_before is None and h_after is not None and match and before.samples:
+        return h_after
+    return histogram_delta(h_before, h_after)
 
 
 def ratio(num: float | None, den: float | None) -> float | None:

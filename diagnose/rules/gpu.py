@@ -81,13 +81,15 @@ class GpuRule(Rule):
                 numbers=numbers,
             )
         severity, confidence = busy, "high"
+        title = f"GPU-bound: busy {pct(median)} of the time and requests queue for it"
         if waiting is None:
             # No queue evidence (no /metrics): say so and do not claim more than a warning.
             severity, confidence = min(busy, Severity.WARNING), "medium"
             queue_text = "Queue time is unknown (no vLLM metrics in the window)."
+            title = f"GPU busy {pct(median)} of the time; whether requests queue for it is unknown"
         return self.finding(
             severity=severity,
-            title=f"GPU-bound: busy {pct(median)} of the time and requests queue for it",
+            title=title,
             detail=f"{nvml} {queue_text}{power} Less CPU work will not help; more GPU capacity will.",
             numbers=numbers,
             utilization=median / 100.0,
