@@ -41,8 +41,10 @@ class ServerView:
 
 
 def server_view(before_text: str, after_text: str, before_unix: float, after_unix: float) -> ServerView:
-    from diagnose.derive.quantiles import first_bucket_bound, histogram_quantile, mean
-    from diagnose.derive.window import counter_delta, histogram_delta
+    """The same readings of the same histograms and counters as the diagnosis (derive/window.py, and
+    derive/sections/latency.summarize with its one first-bucket policy)."""
+    from diagnose.derive import window
+    from diagnose.derive.sections.latency import summarize
     from diagnose.metrics import names
     from diagnose.metrics.exposition import parse_text
 
@@ -51,16 +53,12 @@ def server_view(before_text: str, after_text: str, before_unix: float, after_uni
     notes: list[str] = []
 
     def delta(concept: str) -> float | None:
-        return counter_delta(names.value(before, concept), names.value(after, concept))
+        return window.delta(before, after, concept)
 
     def summary(concept: str) -> tuple[float | None, float | None, float | None]:
         """(p95, p95 at most, mean) over the window; the mean (_sum/_count) is exact."""
-        h = histogram_delta(names.histogram(before, concept), names.histogram(after, concept))
-        if h is None:
-            return None, None, None
-        at_most = first_bucket_bound(0.95, h)  # the one first-bucket policy (derive/quantiles.py)
-        p95 = None if at_most is not None else histogram_quantile(0.95, h)
-        return p95, at_most, mean(h)
+        s = summarize(window.hist(before, after, concept))
+        return s.quantile, s.at_most, s.mean
 
     engine_requests = delta("request_success")
     prompt_tokens = delta("prompt_tokens")
