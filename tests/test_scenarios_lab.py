@@ -17,6 +17,8 @@ queue is drained first: calls a client gave up on stay queued in vLLM and would 
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import time
 from dataclasses import replace
@@ -96,7 +98,26 @@ def diagnose(
             show_progress=False,
         )
     evidence = build_evidence(bundle)
-    return run_rules(evidence, source=server.url), evidence
+    report = run_rules(evidence, source=server.url)
+    _log_measurement(report, evidence)
+    return report, evidence
+
+
+def _log_measurement(report: Report, evidence: Evidence) -> None:
+    """With RERANK_DOCTOR_SCENARIO_LOG=FILE, one JSON line per window: the verdict and the numbers the
+    assertions read, so the margins below can be taken from several runs (the spread is in the notes)."""
+    path = os.environ.get("RERANK_DOCTOR_SCENARIO_LOG")
+    if not path:
+        return
+    row = {
+        "test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+        "verdict": report.verdict.label,
+        "rule": report.verdict.rule_id,
+        "warnings": [f.rule_id for f in report.findings if f.severity >= Severity.WARNING],
+        **{k: v for k, v in evidence.as_dict().items() if isinstance(v, int | float) or v is None},
+    }
+    with open(path, "a") as log:
+        log.write(json.dumps(row) + "\n")
 
 
 def finding(report: Report, rule_id: str) -> Finding:
