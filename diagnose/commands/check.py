@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from diagnose.commands.server_args import add_server_arguments
+from diagnose.fleet.args import add_prometheus_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BUNDLE",
         help="a bundle folder from `rerank-doctor collect`",
     )
+    source.add_argument("--prometheus", metavar="URL", help="every replica, from Prometheus/Thanos/Mimir")
     parser.add_argument(
         "--duration",
         type=positive_duration,
@@ -62,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_server_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_prometheus_arguments(parser)
 
 
 def show_report(report: Report, *, as_json: bool) -> None:
@@ -85,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.thresholds import load
 
     thresholds = load(args.thresholds)  # before collecting: a typo should not cost a window
+    if args.prometheus is not None:
+        from diagnose.fleet.run import run_check
+
+        return run_check(args, thresholds)
     if args.bundle is not None and args.stress is not None:
         raise DoctorError(
             "--stress drives a live server; a bundle is already collected",

@@ -1,0 +1,379 @@
+"""Query answers -> one Bundle per replica (pure, no I/O), for the same pipeline `check --from` runs.
+
+The Bundle is what `collect` would have written on that replica, rebuilt from Prometheus:
+- `dumps`: the first is every counter and histogram at the window's start, the last the same at its end,
+  each stamped with the time Prometheus scraped it (so rates use the true span); between them, dumps
+  that carry only the gauges, one per range-query step (the derivation takes gauges' max and mean over
+  every dump, and a reranker's gauges are mostly 0 at any one instant). The dumps are exposition text,
+  so the one parser (diagnose/metrics/exposition.py) reads them as it reads a live /metrics.
+- `gpu`: dcgm-exporter's series (or our exporter's NVML series) at each step.
+- `processes` / `sockets`: our exporter's per-role CPU and serving-port census at each step.
+- `issues`: each source Prometheus lacks for this replica, with how to get it.
+
+A replica is the value of the replica label (default `pod`; a series without it falls back to
+`instance`). Only series of a replica's vLLM targets count as its `http_*` and `process_*` families, so a
+sidecar exporter's own `process_cpu_seconds_total` is never read as vLLM's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from diagnose.fleet.client import Series
+from diagnose.fleet.window import Window
+from diagnose.readings import (
+    Bundle,
+    CollectorIssue,
+    GpuSample,
+    MetricsDump,
+    ProcessSample,
+    ServerInfo,
+    SocketCensus,
+)
+
+# Labels Prometheus adds per target: not part of what vLLM served, left out of the rebuilt exposition.
+_TARGET_LABELS = frozenset({"__name__", "job", "namespace", "pod", "container", "endpoint", "service"})
+
+EXPORTER_FIX = (
+    "deploy the exporter sidecar (`rerank-doctor export --url http://127.0.0.1:8000` in the vLLM pod, "
+    "scraped with the same pod label): per-process CPU and sockets are not in Prometheus otherwise"
+)
+GPU_FIX = (
+    "deploy dcgm-exporter with pod mapping (DCGM_EXPORTER_KUBERNETES=true) or the rerank-doctor exporter "
+    "beside vLLM: GPU utilization is not in Prometheus otherwise"
+)
+
+
+@dataclass(slots=True)
+class ReplicaData:
+    """One replica's rebuilt readings, plus what only the fleet view uses."""
+
+    replica: str
+    bundle: Bundle
+    model_name: str | None = None
+    vllm_version: str | None = None
+    seen_at_start: bool = False
+    seen_at_end: bool = False
+    first_scrape_unix: float | None = None  # when Prometheus scraped the samples the window starts from
+    last_scrape_unix: float | None = None
+    counter_resets: float | None = None  # resets() over the window, the largest of its series
+    up_min: float | None = None  # min_over_time(up) over the window: 0 = a scrape failed
+    up_end: float | None = None
+    container_cpu_cores: dict[str, float] = field(default_factory=dict)  # cAdvisor, by container
+    sources: dict[str, bool] = field(default_factory=dict)  # vllm, gpu, exporter, cadvisor -> present
+
+
+def replica_of(labels: dict[str, str], replica_label: str) -> str | None:
+    return labels.get(replica_label) or labels.get("instance")
+
+
+def _is_vllm(name: str) -> bool:
+    return name.startswith(("vllm:", "vllm_"))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _series_text(labels: dict[str, str], replica_label: str) -> str:
+    inner = ",".join(
+        f'{k}="{_escape(v)}"'
+        for k, v in sorted(labels.items())
+        if k not in _TARGET_LABELS and k != replica_label
+    )
+    return f"{labels.get('__name__', '')}{{{inner}}}"
+
+
+def _value_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value == math.inf else ("-Inf" if value == -math.inf else repr(value))
+
+
+def _line(labels: dict[str, str], replica_label: str, value: float) -> str:
+    return f"{_series_text(labels, replica_label)} {_value_text(value)}"
+
+
+class _Replica:
+    """Mutable accumulator while answers are sorted into replicas."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start: dict[str, tuple[dict[str, str], float]] = {}
+        self.end: dict[str, tuple[dict[str, str], float]] = {}
+        self.gauges: dict[float, list[str]] = {}
+        self.info: list[dict[str, str]] = []
+        self.vllm_instances: set[str] = set()
+        self.http_instances: set[str] = set()
+        self.data = ReplicaData(name, Bundle())
+
+
+def _key(labels: dict[str, str]) -> str:
+    return repr(sorted(labels.items()))
+
+
+def assemble(
+    answers: dict[str, list[Series]], window: Window, replica_label: str, *, require_vllm: bool
+) -> list[ReplicaData]:
+    """Every replica found in the answers, sorted by name. `require_vllm=False` (a selector was given)
+    also keeps replicas whose only series are HTTP ones (vLLM with --disable-log-stats)."""
+    replicas: dict[str, _Replica] = {}
+
+    def get(name: str) -> _Replica:
+        r = replicas.get(name)
+        if r is None:
+            r = replicas[name] = _Replica(name)
+        return r
+
+    for when in ("start", "end"):
+        for s in answers.get(f"cumulative_{when}", []):
+            name = replica_of(s.labels, replica_label)
+            if name is None:
+                continue
+            r = get(name)
+            metric = s.labels.get("__name__", "")
+            inst = s.labels.get("instance", "")
+            if _is_vllm(metric):
+                r.vllm_instances.add(inst)
+            elif metric.startswith("http_requests"):
+                r.http_instances.add(inst)
+            (r.start if when == "start" else r.end)[_key(s.labels)] = (s.labels, s.points[0][1])
+    for s in answers.get("gauges", []):
+        name = replica_of(s.labels, replica_label)
+        if name is None:
+            continue
+        r = get(name)
+        r.vllm_instances.add(s.labels.get("instance", ""))
+        series = _series_text(s.labels, replica_label)
+        for t, v in s.points:
+            r.gauges.setdefault(t, []).append(f"{series} {_value_text(v)}")
+
+    kept = {
+        name: r for name, r in replicas.items() if r.vllm_instances or (not require_vllm and r.http_instances)
+    }
+    for s in answers.get("info", []):
+        name = replica_of(s.labels, replica_label)
+        if name in kept:
+            kept[name].info.append(s.labels)
+    _per_replica_values(kept, answers, replica_label)
+    out = [_finish(r, window, replica_label, answers) for _, r in sorted(kept.items())]
+    return out
+
+
+def _per_replica_values(kept: dict[str, _Replica], answers: dict[str, list[Series]], label: str) -> None:
+    def each(key: str) -> Iterable[tuple[_Replica, Series]]:
+        for s in answers.get(key, []):
+            name = replica_of(s.labels, label)
+            if name in kept:
+                yield kept[name], s
+
+    for r, s in each("scraped_start"):
+        r.data.seen_at_start = True
+        r.data.first_scrape_unix = min(r.data.first_scrape_unix or math.inf, s.points[0][1])
+    for r, s in each("scraped_end"):
+        r.data.seen_at_end = True
+        r.data.last_scrape_unix = max(r.data.last_scrape_unix or 0.0, s.points[0][1])
+    for r, s in each("resets"):
+        r.data.counter_resets = max(r.data.counter_resets or 0.0, s.points[0][1])
+    for r, s in each("up_min"):
+        if s.labels.get("instance", "") in r.vllm_instances | r.http_instances:
+            r.data.up_min = min(r.data.up_min if r.data.up_min is not None else 1.0, s.points[0][1])
+    for r, s in each("up_end"):
+        if s.labels.get("instance", "") in r.vllm_instances | r.http_instances:
+            r.data.up_end = min(r.data.up_end if r.data.up_end is not None else 1.0, s.points[0][1])
+    for s in answers.get("container_cpu", []):
+        name = s.labels.get(label)
+        if name in kept and (container := s.labels.get("container")):
+            kept[name].data.container_cpu_cores[container] = s.points[0][1]
+
+
+def _cumulative_text(
+    values: dict[str, tuple[dict[str, str], float]], targets: set[str], label: str
+) -> list[str]:
+    lines = []
+    for labels, v in values.values():
+        metric = labels.get("__name__", "")
+        # http_* and process_* are any Python server's: only the vLLM targets' own count.
+        if not _is_vllm(metric) and labels.get("instance", "") not in targets:
+            continue
+        lines.append(_line(labels, label, v))
+    return lines
+
+
+def _finish(r: _Replica, window: Window, label: str, answers: dict[str, list[Series]]) -> ReplicaData:
+    data = r.data
+    targets = r.vllm_instances or r.http_instances
+    t_first = data.first_scrape_unix if data.first_scrape_unix is not None else window.start_unix
+    t_last = data.last_scrape_unix if data.last_scrape_unix is not None else window.end_unix
+    first = _cumulative_text(r.start, targets, label)
+    last = _cumulative_text(r.end, targets, label)
+    # Gauge points: those at or before the first scrape join the first dump, those at or after the last
+    # join the last, the others are dumps of their own (gauges only).
+    middle: dict[float, list[str]] = {}
+    for t, lines in sorted(r.gauges.items()):
+        if t <= t_first and first:
+            first.extend(lines)
+        elif t >= t_last and last:
+            last.extend(lines)
+        else:
+            middle.setdefault(t, []).extend(lines)
+    for info in r.info:
+        if info.get("__name__", "").startswith("rerank_doctor"):
+            data.vllm_version = info.get("vllm_version") or data.vllm_version
+            data.model_name = data.model_name or info.get("model") or None
+        else:
+            last.append(_line(info, label, 1.0))
+    dumps: list[MetricsDump] = []
+    if first and data.seen_at_start:
+        dumps.append(MetricsDump(t_first, "\n".join(_dedupe(first)) + "\n"))
+    dumps.extend(MetricsDump(t, "\n".join(_dedupe(lines)) + "\n") for t, lines in sorted(middle.items()))
+    if last and (not dumps or t_last > dumps[-1].t_unix):
+        dumps.append(MetricsDump(t_last, "\n".join(_dedupe(last)) + "\n"))
+    elif last and dumps:
+        # The same scrape at both ends (one sample in the window): one dump, as one scrape is.
+        dumps[-1] = MetricsDump(dumps[-1].t_unix, "\n".join(_dedupe(last)) + "\n")
+    data.bundle.dumps = dumps
+    models = {m for labels, _ in r.end.values() if (m := labels.get("model_name"))}
+    data.model_name = (sorted(models)[0] if models else None) or data.model_name
+    data.bundle.server = ServerInfo(url=None, version=data.vllm_version, model_id=data.model_name)
+    _exporter(data, r.name, answers.get("exporter", []), label, window)
+    _dcgm(data, r.name, answers.get("dcgm", []), label)
+    data.sources = {
+        "vllm": bool(r.vllm_instances),
+        "gpu": bool(data.bundle.gpu),
+        "exporter": bool(data.bundle.processes or data.bundle.sockets),
+        "cadvisor": bool(data.container_cpu_cores),
+    }
+    t = window.end_unix
+    if not data.bundle.gpu:
+        data.bundle.issues.append(
+            CollectorIssue(t, "gpu", "no GPU series for this replica in Prometheus (dcgm-exporter)", GPU_FIX)
+        )
+    if not data.bundle.processes:
+        data.bundle.issues.append(
+            CollectorIssue(t, "host", "per-process CPU is not in Prometheus for this replica", EXPORTER_FIX)
+        )
+    if not data.bundle.sockets:
+        data.bundle.issues.append(
+            CollectorIssue(
+                t, "sockets", "no serving-port socket census in Prometheus for this replica", EXPORTER_FIX
+            )
+        )
+    return data
+
+
+def _dedupe(lines: list[str]) -> list[str]:
+    """One line per series (the last value wins), so the parser sees no series twice."""
+    by_series: dict[str, str] = {}
+    for line in lines:
+        by_series[line.rsplit(" ", 1)[0]] = line
+    return list(by_series.values())
+
+
+# Our exporter's roles -> a process name the derivation's role finder (derive/processes.py) recognises.
+_ROLE_PROCESS = {
+    "engine_core": ("VLLM::EngineCore", ""),
+    "worker": ("VLLM::Worker", ""),
+}
+
+
+def _exporter(data: ReplicaData, name: str, series: list[Series], label: str, window: Window) -> None:
+    cpu: dict[str, list[tuple[float, float]]] = {}
+    counts: dict[str, float] = {}
+    sockets: dict[tuple[float, int], dict[str, int]] = {}
+    gpu: dict[tuple[float, int], dict[str, float]] = {}
+    gpu_names: dict[int, str] = {}
+    for s in series:
+        if replica_of(s.labels, label) != name:
+            continue
+        metric = s.labels.get("__name__", "")
+        role = s.labels.get("role", "")
+        if metric == "rerank_doctor_process_cpu_percent" and role:
+            cpu.setdefault(role, []).extend(s.points)
+        elif metric == "rerank_doctor_processes" and role:
+            counts[role] = max(counts.get(role, 0.0), max(v for _, v in s.points))
+        elif metric == "rerank_doctor_port_sockets":
+            port, state = s.labels.get("port", ""), s.labels.get("state", "")
+            if port.isdigit() and state:
+                for t, v in s.points:
+                    sockets.setdefault((t, int(port)), {})[state] = int(v)
+        elif metric.startswith("rerank_doctor_gpu_") and s.labels.get("gpu", "").isdigit():
+            index = int(s.labels["gpu"])
+            if s.labels.get("name"):
+                gpu_names[index] = s.labels["name"]
+            for t, v in s.points:
+                gpu.setdefault((t, index), {})[metric] = v
+    for role, points in cpu.items():
+        if role == "host":
+            continue  # the exporter scales the host row to one-core units without saying by how many cores
+        n = max(1, int(counts.get(role, 1)))
+        for i in range(n):
+            if role == "api_server":
+                pname, cmd = (
+                    (f"VLLM::APIServer_{i}", "")
+                    if n > 1
+                    else ("python", "python -m vllm.entrypoints.openai.api_server")
+                )
+            else:
+                pname, cmd = _ROLE_PROCESS.get(role, (role, ""))
+            pid = 1000 * (1 + sorted(cpu).index(role)) + i
+            for t, v in points:
+                # The exporter serves the busiest process of a role; the others are counted, not measured.
+                value = v if i == 0 else None
+                data.bundle.processes.append(ProcessSample(t, pid, 1, pname, value, None, cmd))
+    data.bundle.sockets.extend(
+        SocketCensus(t, port, port_states=states) for (t, port), states in sorted(sockets.items())
+    )
+    if gpu and not data.bundle.gpu:
+        for (t, index), values in sorted(gpu.items()):
+            util = values.get("rerank_doctor_gpu_utilization_ratio")
+            used = values.get("rerank_doctor_gpu_memory_used_bytes")
+            total = values.get("rerank_doctor_gpu_memory_total_bytes")
+            clock = values.get("rerank_doctor_gpu_sm_clock_hertz")
+            data.bundle.gpu.append(
+                GpuSample(
+                    t,
+                    index,
+                    None if util is None else util * 100.0,
+                    None if used is None else used / 2**20,
+                    None if total is None else total / 2**20,
+                    values.get("rerank_doctor_gpu_power_watts"),
+                    None if clock is None else clock / 1e6,
+                    gpu_names.get(index),
+                )
+            )
+
+
+def _dcgm(data: ReplicaData, name: str, series: list[Series], label: str) -> None:
+    rows: dict[tuple[float, int], dict[str, float]] = {}
+    models: dict[int, str] = {}
+    for s in series:
+        # dcgm-exporter's own pod label is the exporter's pod; its pod mapping puts the GPU's workload in
+        # `pod`, which Prometheus renames `exported_pod` unless honor_labels is set.
+        owner = s.labels.get(f"exported_{label}") or s.labels.get(label)
+        gpu = s.labels.get("gpu", "")
+        if owner != name or not gpu.isdigit():
+            continue
+        if s.labels.get("modelName"):
+            models[int(gpu)] = s.labels["modelName"]
+        for t, v in s.points:
+            rows.setdefault((t, int(gpu)), {})[s.labels.get("__name__", "")] = v
+    if not rows:
+        return
+    data.bundle.gpu = []  # DCGM wins over the exporter's NVML copy: it is the cluster's own GPU source
+    for (t, index), values in sorted(rows.items()):
+        used, free = values.get("DCGM_FI_DEV_FB_USED"), values.get("DCGM_FI_DEV_FB_FREE")
+        data.bundle.gpu.append(
+            GpuSample(
+                t,
+                index,
+                values.get("DCGM_FI_DEV_GPU_UTIL"),
+                used,
+                used + free if used is not None and free is not None else None,
+                values.get("DCGM_FI_DEV_POWER_USAGE"),
+                values.get("DCGM_FI_DEV_SM_CLOCK"),
+                models.get(index),
+            )
+        )
