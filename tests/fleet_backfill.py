@@ -144,12 +144,22 @@ def replica_name(index: int) -> str:
 
 
 def write_openmetrics(
-    replicas: Sequence[tuple[str, Recording]], path: Path, t0_unix: float, *, namespace: str = NAMESPACE
+    replicas: Sequence[tuple[str, Recording]],
+    path: Path,
+    t0_unix: float,
+    *,
+    namespace: str = NAMESPACE,
+    underscore_names: bool = False,
 ) -> None:
-    """Every replica's samples, its first dump at `t0_unix`, in time order (promtool wants them so)."""
+    """Every replica's samples, its first dump at `t0_unix`, in time order (promtool wants them so).
+
+    `underscore_names` stores `vllm:x` as `vllm_x`, as Prometheus 2.x does when it scrapes
+    prometheus_client >= 0.23 without the relabel rule (DESIGN §2)."""
     rows: list[tuple[float, str]] = []
     for pod, rec in replicas:
         for offset, name, labels, v in rec.samples:
+            if underscore_names and name.startswith("vllm:"):
+                name = "vllm_" + name[5:]
             port = {"vllm": "8000", "rerank-doctor": "9464"}.get(labels.get("job", ""), "9400")
             extra = {"namespace": namespace, "pod": pod, "instance": f"{pod}:{port}"}
             t = round(t0_unix + offset, 3)

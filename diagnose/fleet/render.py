@@ -14,10 +14,12 @@ from diagnose import __version__
 from diagnose.fleet.summary import FleetReport, ReplicaResult
 from diagnose.render.json import _clean
 from diagnose.render.text import STYLE, format_number, severity_text
+from diagnose.report import Severity
 
 SCHEMA_VERSION = 1
 # The text view lists this many replicas; the JSON always lists all of them.
 TEXT_ROWS = 20
+TOP_FINDINGS = 5
 
 
 def _verdict_dict(r: ReplicaResult) -> dict[str, Any]:
@@ -129,10 +131,14 @@ def fleet_renderable(report: FleetReport) -> RenderableType:
     parts: list[RenderableType] = [Panel(head, title="rerank-doctor fleet", expand=False)]
 
     table = Table(title="replicas, worst first", show_lines=False)
-    for col in ("replica", "model", "verdict", "severity", "pairs/s", "load share", "top finding"):
-        table.add_column(col)
-    for r in report.replicas[:TEXT_ROWS]:
-        top = r.report.findings[0].title if r.report.findings else ""
+    shown = report.replicas[:TEXT_ROWS]
+    table.add_column("replica", no_wrap=True, min_width=max((len(r.replica) for r in shown), default=7))
+    table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("verdict", no_wrap=True, min_width=7)
+    table.add_column("severity", no_wrap=True, min_width=8)
+    table.add_column("pairs/s", justify="right", no_wrap=True, min_width=7)
+    table.add_column("share", justify="right", no_wrap=True, min_width=7)  # of its model's pairs/s
+    for r in shown:
         table.add_row(
             Text(r.replica),
             Text(r.model_name or "unknown"),
@@ -140,13 +146,16 @@ def fleet_renderable(report: FleetReport) -> RenderableType:
             severity_text(r.report.worst()),
             Text(format_number(r.pairs_per_s)),
             Text(_share(r.load_share)),
-            Text(top),
         )
     parts.append(table)
     if len(report.replicas) > TEXT_ROWS:
         parts.append(Text(f"... and {len(report.replicas) - TEXT_ROWS} more replicas (--json lists all)"))
 
     lines = Text()
+    # The worst few replicas' top findings: the table says which, these lines say why.
+    for r in [r for r in shown if r.report.findings and r.report.worst() > Severity.INFO][:TOP_FINDINGS]:
+        lines.append(f"{r.replica}: ", style="bold")
+        lines.append(r.report.findings[0].title + "\n")
     for i in report.imbalance:
         lines.append(
             f"imbalance: {i.replica} ({i.model_name}) serves {_share(i.load_share)} of the model's pairs/s "
