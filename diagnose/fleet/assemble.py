@@ -77,23 +77,41 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _series_text(labels: dict[str, str], replica_label: str) -> str:
-    inner = ",".join(
-        f'{k}="{_escape(v)}"'
-        for k, v in sorted(labels.items())
-        if k not in _TARGET_LABELS and k != replica_label
-    )
-    return f"{labels.get('__name__', '')}{{{inner}}}"
-
-
 def _value_text(value: float) -> str:
     if math.isnan(value):
         return "NaN"
     return "+Inf" if value == math.inf else ("-Inf" if value == -math.inf else repr(value))
 
 
-def _line(labels: dict[str, str], replica_label: str, value: float) -> str:
-    return f"{_series_text(labels, replica_label)} {_value_text(value)}"
+LabelKey = tuple[tuple[str, str], ...]
+
+
+class _Texts:
+    """`name{labels}` text per label key, shared by every replica: replicas of one model expose the same
+    series, so each text is built once, and the exposition parser's own cache then hits as well."""
+
+    def __init__(self) -> None:
+        self._cache: dict[LabelKey, str] = {}
+
+    def get(self, key: LabelKey) -> str:
+        text = self._cache.get(key)
+        if text is None:
+            name = ""
+            pairs = []
+            for k, v in key:
+                if k == "__name__":
+                    name = v
+                elif k not in _TARGET_LABELS:
+                    pairs.append(f'{k}="{_escape(v)}"')
+            text = self._cache[key] = f"{name}{{{','.join(pairs)}}}"
+        return text
+
+
+def _split(labels: dict[str, str], replica_label: str) -> tuple[str | None, str, LabelKey]:
+    """(replica, instance, the other labels as a key). Prometheus sends labels sorted by name."""
+    replica = labels.pop(replica_label, None)
+    instance = labels.pop("instance", "")
+    return replica or instance or None, instance, tuple(labels.items())
 
 
 class _Replica:
@@ -101,24 +119,25 @@ class _Replica:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.start: dict[str, tuple[dict[str, str], float]] = {}
-        self.end: dict[str, tuple[dict[str, str], float]] = {}
-        self.gauges: dict[float, list[str]] = {}
+        self.start: list[tuple[str, LabelKey, float]] = []  # (instance, key, value)
+        self.end: list[tuple[str, LabelKey, float]] = []
+        self.gauges: list[tuple[str, LabelKey, tuple[tuple[float, float], ...]]] = []
         self.info: list[dict[str, str]] = []
+        self.exporter: list[Series] = []
+        self.dcgm: list[Series] = []
         self.vllm_instances: set[str] = set()
         self.http_instances: set[str] = set()
         self.data = ReplicaData(name, Bundle())
-
-
-def _key(labels: dict[str, str]) -> str:
-    return repr(sorted(labels.items()))
 
 
 def assemble(
     answers: dict[str, list[Series]], window: Window, replica_label: str, *, require_vllm: bool
 ) -> list[ReplicaData]:
     """Every replica found in the answers, sorted by name. `require_vllm=False` (a selector was given)
-    also keeps replicas whose only series are HTTP ones (vLLM with --disable-log-stats)."""
+    also keeps replicas whose only series are HTTP ones (vLLM with --disable-log-stats).
+
+    Each answer is walked once and sorted into replicas, so the cost grows with the series, never with
+    replicas x series. The answers' label dicts are consumed (labels are popped)."""
     replicas: dict[str, _Replica] = {}
 
     def get(name: str) -> _Replica:
@@ -127,28 +146,24 @@ def assemble(
             r = replicas[name] = _Replica(name)
         return r
 
-    for when in ("start", "end"):
-        for s in answers.get(f"cumulative_{when}", []):
-            name = replica_of(s.labels, replica_label)
-            if name is None:
-                continue
-            r = get(name)
-            metric = s.labels.get("__name__", "")
-            inst = s.labels.get("instance", "")
-            if _is_vllm(metric):
-                r.vllm_instances.add(inst)
-            elif metric.startswith("http_requests"):
-                r.http_instances.add(inst)
-            (r.start if when == "start" else r.end)[_key(s.labels)] = (s.labels, s.points[0][1])
-    for s in answers.get("gauges", []):
-        name = replica_of(s.labels, replica_label)
+    for s in answers.get("cumulative", []):
+        name, inst, key = _split(s.labels, replica_label)
         if name is None:
             continue
         r = get(name)
-        r.vllm_instances.add(s.labels.get("instance", ""))
-        series = _series_text(s.labels, replica_label)
+        metric = key[0][1] if key and key[0][0] == "__name__" else ""
+        if _is_vllm(metric):
+            r.vllm_instances.add(inst)
+        elif metric.startswith("http_requests"):
+            r.http_instances.add(inst)
         for t, v in s.points:
-            r.gauges.setdefault(t, []).append(f"{series} {_value_text(v)}")
+            (r.end if window.is_end(t) else r.start).append((inst, key, v))
+    for s in answers.get("gauges", []):
+        name, inst, key = _split(s.labels, replica_label)
+        if name is not None:
+            r = get(name)
+            r.vllm_instances.add(inst)
+            r.gauges.append((inst, key, s.points))
 
     kept = {
         name: r for name, r in replicas.items() if r.vllm_instances or (not require_vllm and r.http_instances)
@@ -157,24 +172,38 @@ def assemble(
         name = replica_of(s.labels, replica_label)
         if name in kept:
             kept[name].info.append(s.labels)
-    _per_replica_values(kept, answers, replica_label)
-    out = [_finish(r, window, replica_label, answers) for _, r in sorted(kept.items())]
-    return out
+    for s in answers.get("exporter", []):
+        name = replica_of(s.labels, replica_label)
+        if name in kept:
+            kept[name].exporter.append(s)
+    for s in answers.get("dcgm", []):
+        # dcgm-exporter's own pod label is the exporter's pod; its pod mapping puts the GPU's workload in
+        # `pod`, which Prometheus renames `exported_pod` unless honor_labels is set.
+        name = s.labels.get(f"exported_{replica_label}") or s.labels.get(replica_label)
+        if name in kept:
+            kept[name].dcgm.append(s)
+    _per_replica_values(kept, answers, replica_label, window)
+    texts = _Texts()
+    return [_finish(r, window, replica_label, texts) for _, r in sorted(kept.items())]
 
 
-def _per_replica_values(kept: dict[str, _Replica], answers: dict[str, list[Series]], label: str) -> None:
+def _per_replica_values(
+    kept: dict[str, _Replica], answers: dict[str, list[Series]], label: str, window: Window
+) -> None:
     def each(key: str) -> Iterable[tuple[_Replica, Series]]:
         for s in answers.get(key, []):
             name = replica_of(s.labels, label)
             if name in kept:
                 yield kept[name], s
 
-    for r, s in each("scraped_start"):
-        r.data.seen_at_start = True
-        r.data.first_scrape_unix = min(r.data.first_scrape_unix or math.inf, s.points[0][1])
-    for r, s in each("scraped_end"):
-        r.data.seen_at_end = True
-        r.data.last_scrape_unix = max(r.data.last_scrape_unix or 0.0, s.points[0][1])
+    for r, s in each("scraped"):
+        for t, scraped in s.points:
+            if not window.is_end(t):
+                r.data.seen_at_start = True
+                r.data.first_scrape_unix = min(r.data.first_scrape_unix or math.inf, scraped)
+            else:
+                r.data.seen_at_end = True
+                r.data.last_scrape_unix = max(r.data.last_scrape_unix or 0.0, scraped)
     for r, s in each("resets"):
         r.data.counter_resets = max(r.data.counter_resets or 0.0, s.points[0][1])
     for r, s in each("up_min"):
@@ -189,57 +218,69 @@ def _per_replica_values(kept: dict[str, _Replica], answers: dict[str, list[Serie
             kept[name].data.container_cpu_cores[container] = s.points[0][1]
 
 
-def _cumulative_text(
-    values: dict[str, tuple[dict[str, str], float]], targets: set[str], label: str
-) -> list[str]:
-    lines = []
-    for labels, v in values.values():
-        metric = labels.get("__name__", "")
-        # http_* and process_* are any Python server's: only the vLLM targets' own count.
-        if not _is_vllm(metric) and labels.get("instance", "") not in targets:
-            continue
-        lines.append(_line(labels, label, v))
-    return lines
-
-
-def _finish(r: _Replica, window: Window, label: str, answers: dict[str, list[Series]]) -> ReplicaData:
+def _finish(r: _Replica, window: Window, label: str, texts: _Texts) -> ReplicaData:
     data = r.data
     targets = r.vllm_instances or r.http_instances
+    # One vLLM target per replica is the rule; with several, `instance` keeps their series apart.
+    several = len(targets) > 1
+
+    def series(inst: str, key: LabelKey) -> str:
+        return texts.get((*key, ("instance", inst)) if several else key)
+
+    def cumulative(values: list[tuple[str, LabelKey, float]]) -> dict[str, str]:
+        out = {}
+        for inst, key, v in values:
+            # http_* and process_* are any Python server's: only the vLLM targets' own count.
+            if inst not in targets and not (key and _is_vllm(key[0][1])):
+                continue
+            text = series(inst, key)
+            out[text] = f"{text} {_value_text(v)}"
+        return out
+
     t_first = data.first_scrape_unix if data.first_scrape_unix is not None else window.start_unix
     t_last = data.last_scrape_unix if data.last_scrape_unix is not None else window.end_unix
-    first = _cumulative_text(r.start, targets, label)
-    last = _cumulative_text(r.end, targets, label)
+    first = cumulative(r.start)
+    last = cumulative(r.end)
     # Gauge points: those at or before the first scrape join the first dump, those at or after the last
     # join the last, the others are dumps of their own (gauges only).
-    middle: dict[float, list[str]] = {}
-    for t, lines in sorted(r.gauges.items()):
-        if t <= t_first and first:
-            first.extend(lines)
-        elif t >= t_last and last:
-            last.extend(lines)
-        else:
-            middle.setdefault(t, []).extend(lines)
+    middle: dict[float, dict[str, str]] = {}
+    for inst, key, points in r.gauges:
+        text = series(inst, key)
+        for t, v in points:
+            if t <= t_first and first:
+                into = first
+            elif t >= t_last and last:
+                into = last
+            else:
+                into = middle.setdefault(t, {})
+            into[text] = f"{text} {_value_text(v)}"
     for info in r.info:
         if info.get("__name__", "").startswith("rerank_doctor"):
             data.vllm_version = info.get("vllm_version") or data.vllm_version
             data.model_name = data.model_name or info.get("model") or None
         else:
-            last.append(_line(info, label, 1.0))
+            _, inst, key = _split(dict(info), label)
+            text = series(inst, key)
+            last[text] = f"{text} 1.0"
+
+    def dump(t: float, lines: dict[str, str]) -> MetricsDump:
+        return MetricsDump(t, "\n".join(lines.values()) + "\n")
+
     dumps: list[MetricsDump] = []
     if first and data.seen_at_start:
-        dumps.append(MetricsDump(t_first, "\n".join(_dedupe(first)) + "\n"))
-    dumps.extend(MetricsDump(t, "\n".join(_dedupe(lines)) + "\n") for t, lines in sorted(middle.items()))
+        dumps.append(dump(t_first, first))
+    dumps.extend(dump(t, lines) for t, lines in sorted(middle.items()))
     if last and (not dumps or t_last > dumps[-1].t_unix):
-        dumps.append(MetricsDump(t_last, "\n".join(_dedupe(last)) + "\n"))
+        dumps.append(dump(t_last, last))
     elif last and dumps:
         # The same scrape at both ends (one sample in the window): one dump, as one scrape is.
-        dumps[-1] = MetricsDump(dumps[-1].t_unix, "\n".join(_dedupe(last)) + "\n")
+        dumps[-1] = dump(dumps[-1].t_unix, last)
     data.bundle.dumps = dumps
-    models = {m for labels, _ in r.end.values() if (m := labels.get("model_name"))}
+    models = {v for _, key, _ in r.end for k, v in key if k == "model_name" and v}
     data.model_name = (sorted(models)[0] if models else None) or data.model_name
     data.bundle.server = ServerInfo(url=None, version=data.vllm_version, model_id=data.model_name)
-    _exporter(data, r.name, answers.get("exporter", []), label, window)
-    _dcgm(data, r.name, answers.get("dcgm", []), label)
+    _exporter(data, r.exporter)
+    _dcgm(data, r.dcgm)
     data.sources = {
         "vllm": bool(r.vllm_instances),
         "gpu": bool(data.bundle.gpu),
@@ -279,15 +320,13 @@ _ROLE_PROCESS = {
 }
 
 
-def _exporter(data: ReplicaData, name: str, series: list[Series], label: str, window: Window) -> None:
+def _exporter(data: ReplicaData, series: list[Series]) -> None:
     cpu: dict[str, list[tuple[float, float]]] = {}
     counts: dict[str, float] = {}
     sockets: dict[tuple[float, int], dict[str, int]] = {}
     gpu: dict[tuple[float, int], dict[str, float]] = {}
     gpu_names: dict[int, str] = {}
     for s in series:
-        if replica_of(s.labels, label) != name:
-            continue
         metric = s.labels.get("__name__", "")
         role = s.labels.get("role", "")
         if metric == "rerank_doctor_process_cpu_percent" and role:
@@ -346,15 +385,12 @@ def _exporter(data: ReplicaData, name: str, series: list[Series], label: str, wi
             )
 
 
-def _dcgm(data: ReplicaData, name: str, series: list[Series], label: str) -> None:
+def _dcgm(data: ReplicaData, series: list[Series]) -> None:
     rows: dict[tuple[float, int], dict[str, float]] = {}
     models: dict[int, str] = {}
     for s in series:
-        # dcgm-exporter's own pod label is the exporter's pod; its pod mapping puts the GPU's workload in
-        # `pod`, which Prometheus renames `exported_pod` unless honor_labels is set.
-        owner = s.labels.get(f"exported_{label}") or s.labels.get(label)
         gpu = s.labels.get("gpu", "")
-        if owner != name or not gpu.isdigit():
+        if not gpu.isdigit():
             continue
         if s.labels.get("modelName"):
             models[int(gpu)] = s.labels["modelName"]

@@ -9,6 +9,7 @@ shown with the report, never dropped. Header values (bearer tokens, tenant ids) 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class PrometheusClient:
     bytes_read: int = 0
     warnings: list[str] = field(default_factory=list)
     _deadline: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # fetch() runs queries from threads
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -78,9 +80,10 @@ class PrometheusClient:
 
     # ------------------------------------------------------------------------------------------
     def _remaining_s(self) -> float:
-        if self._deadline is None:
-            self._deadline = time.monotonic() + self.total_s
-        return self._deadline - time.monotonic()
+        with self._lock:
+            if self._deadline is None:
+                self._deadline = time.monotonic() + self.total_s
+            return self._deadline - time.monotonic()
 
     def _get(self, path: str, params: dict[str, str], result_type: str) -> list[Series]:
         remaining = self._remaining_s()
@@ -93,7 +96,8 @@ class PrometheusClient:
         if remaining <= 0:
             raise slow
         verify: bool | str = self.ca_cert if self.ca_cert else True
-        self.queries += 1
+        with self._lock:
+            self.queries += 1
         try:
             response = self.session.get(
                 self.base_url + path,
@@ -146,7 +150,8 @@ class PrometheusClient:
                 chunks.append(chunk)
         finally:
             response.close()
-        self.bytes_read += size
+        with self._lock:
+            self.bytes_read += size
         return b"".join(chunks)
 
     def _decode(self, status: int, content_type: str, body: bytes, result_type: str) -> list[Series]:
@@ -179,8 +184,9 @@ class PrometheusClient:
             )
         for warning in doc.get("warnings") or []:
             text = f"Prometheus warned: {warning}"
-            if text not in self.warnings:
-                self.warnings.append(text)
+            with self._lock:
+                if text not in self.warnings:
+                    self.warnings.append(text)
         if doc.get("status") != "success":
             raise _api_error(where, status, str(doc.get("errorType", "")), str(doc.get("error", "")))
         data = doc.get("data") or {}

@@ -19,7 +19,9 @@ from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
 from diagnose.metrics.names import CONCEPTS, spellings
 
-When = Literal["start", "end", "range"]
+# "ends": a range query whose step is the whole window, so it evaluates at the start and at the end only:
+# Prometheus looks the series up once for both instants (half the cost of two instant queries).
+When = Literal["ends", "end", "range"]
 
 # The labels the derivation reads, per family: histogram bounds, finished_reason, handler, status, reason.
 CUMULATIVE_LABELS = ("model_name", "le", "finished_reason", "handler", "status")
@@ -51,7 +53,7 @@ INFO_SERIES = ("rerank_doctor_info",)
 class Query:
     key: str  # what the answer feeds (assemble.py reads answers by key)
     expr: str
-    when: When  # an instant query at the window's start or end, or a range query over it
+    when: When  # both ends of the window, an instant query at its end, or a range query over it
 
 
 def parse_selector(text: str | None) -> str:
@@ -118,11 +120,9 @@ def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
 
     return [
         # Counters and histograms: the before/after pair the derivation takes its deltas from.
-        Query("cumulative_start", f"sum by ({group}) ({cumulative})", "start"),
-        Query("cumulative_end", f"sum by ({group}) ({cumulative})", "end"),
+        Query("cumulative", f"sum by ({group}) ({cumulative})", "ends"),
         # When each replica's samples were scraped: the dump times, so rates use the true span.
-        Query("scraped_start", each_beat("timestamp"), "start"),
-        Query("scraped_end", each_beat("timestamp"), "end"),
+        Query("scraped", each_beat("timestamp"), "ends"),
         # vLLM restarted inside the window: the counters count from the restart (the derivation's choice).
         Query("resets", each_beat("resets", f"[{window}]"), "end"),
         Query("gauges", f"sum by (__name__, {by}, {', '.join(GAUGE_LABELS)}) ({gauges})", "range"),

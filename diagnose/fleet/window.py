@@ -22,6 +22,10 @@ class Window:
     def seconds(self) -> float:
         return self.end_unix - self.start_unix
 
+    def is_end(self, t_unix: float) -> bool:
+        """Is this evaluation time the window's end (not its start)? The midpoint separates them."""
+        return t_unix > self.start_unix + self.seconds / 2
+
     def promql_range(self) -> str:
         """The window as a PromQL range, e.g. `600s`."""
         return f"{max(1, round(self.seconds))}s"
