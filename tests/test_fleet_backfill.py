@@ -210,3 +210,20 @@ def test_watch_prometheus_refreshes_the_fleet_view(fleet: Fleet, capsys: pytest.
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "replicas, worst first" in out and "rr-0" in out
+
+
+def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_process(fleet: Fleet) -> None:
+    from diagnose.fleet.parallel import diagnose_replicas
+    from diagnose.fleet.run import fetch
+
+    def labels(workers: int) -> dict[str, tuple[str, str | None, int]]:
+        answers = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
+        pairs = diagnose_replicas(
+            answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
+            min_per_worker=1,
+        )  # fmt: skip
+        return {d.replica: (r.verdict.label, r.verdict.rule_id, len(d.bundle.issues)) for d, r in pairs}
+
+    serial, forked = labels(1), labels(2)
+    assert len(serial) == len(fleet.paths)
+    assert forked == serial

@@ -413,3 +413,31 @@ def _dcgm(data: ReplicaData, series: list[Series]) -> None:
                 models.get(index),
             )
         )
+
+
+def owner(key: str, labels: dict[str, str], replica_label: str) -> str | None:
+    """The replica a series of answer `key` belongs to (as assemble() decides it)."""
+    if key == "dcgm":
+        return labels.get(f"exported_{replica_label}") or labels.get(replica_label)
+    if key == "container_cpu":
+        return labels.get(replica_label)
+    return replica_of(labels, replica_label)
+
+
+def partition(
+    answers: dict[str, list[Series]], replica_label: str, parts: int
+) -> list[dict[str, list[Series]]]:
+    """The answers split into `parts` groups of whole replicas: each group assembles on its own, to the
+    same replicas assemble() finds in the whole."""
+    out: list[dict[str, list[Series]]] = [{key: [] for key in answers} for _ in range(parts)]
+    slot: dict[str, int] = {}
+    for key, series in answers.items():
+        for s in series:
+            name = owner(key, s.labels, replica_label)
+            if name is None:
+                continue
+            index = slot.get(name)
+            if index is None:
+                index = slot[name] = len(slot) % parts
+            out[index][key].append(s)
+    return out

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
-from diagnose.fleet.assemble import assemble
 from diagnose.fleet.client import PrometheusClient, Series, parse_headers
+from diagnose.fleet.parallel import diagnose_replicas
 from diagnose.fleet.queries import Query, parse_selector, plan
 from diagnose.fleet.summary import FleetReport, summarize
 from diagnose.fleet.window import Window, window_from_args
@@ -53,12 +53,13 @@ def diagnose_fleet(
     selector: str | None = None,
     thresholds: Thresholds | None = None,
 ) -> FleetReport:
-    from diagnose.pipeline import diagnose
-
     matchers = parse_selector(selector)
     answers = fetch(client, window, replica_label, matchers)
-    replicas = assemble(answers, window, replica_label, require_vllm=not matchers)
-    if not replicas:
+    source = client.shown_url()
+    pairs = diagnose_replicas(
+        answers, window, replica_label, require_vllm=not matchers, thresholds=thresholds, source=source
+    )
+    if not pairs:
         where = f" matching {selector}" if matchers else ""
         raise DoctorError(
             f"no vLLM series{where} at {client.shown_url()} between {_stamp(window.start_unix)} and "
@@ -66,11 +67,6 @@ def diagnose_fleet(
             "check --selector and the window (--since / --start --end), and that Prometheus scrapes vLLM",
             ExitStatus.UNREACHABLE,
         )
-    source = client.shown_url()
-    pairs = [
-        (data, diagnose(data.bundle, thresholds, source=f"{source} {replica_label}={data.replica}"))
-        for data in replicas
-    ]
     return summarize(
         pairs,
         window,
