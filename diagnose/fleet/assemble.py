@@ -151,7 +151,7 @@ def assemble(
         if name is None:
             continue
         r = get(name)
-        metric = key[0][1] if key and key[0][0] == "__name__" else ""
+        metric = s.labels.get("__name__", "")
         if _is_vllm(metric):
             r.vllm_instances.add(inst)
         elif metric.startswith("http_requests"):
@@ -231,7 +231,7 @@ def _finish(r: _Replica, window: Window, label: str, texts: _Texts) -> ReplicaDa
         out = {}
         for inst, key, v in values:
             # http_* and process_* are any Python server's: only the vLLM targets' own count.
-            if inst not in targets and not (key and _is_vllm(key[0][1])):
+            if inst not in targets and not _is_vllm(dict(key).get("__name__", "")):
                 continue
             text = series(inst, key)
             out[text] = f"{text} {_value_text(v)}"

@@ -70,15 +70,27 @@ def parse_selector(text: str | None) -> str:
     return body[1:-1].strip().rstrip(",")
 
 
-def _sample_names(kinds: tuple[str, ...]) -> list[str]:
+# Histograms whose quantiles the derivation never reads, only their sum and count (evidence.py:
+# prefill_mean_s, tokens_per_step_mean, engine_steps_per_s): their finite buckets are a fifth of a
+# replica's series, so only the +Inf bucket is fetched (the parser needs one bucket to see a histogram).
+# tests/test_fleet_queries.py fails if the derivation starts reading more of them.
+MEAN_ONLY_HISTOGRAMS = ("prefill_time", "iteration_tokens")
+
+
+def _sample_names(kinds: tuple[str, ...], *, buckets: bool = True, mean_only: bool = False) -> list[str]:
+    """Sample names of every concept of these kinds; `mean_only` picks MEAN_ONLY_HISTOGRAMS (or leaves
+    them out), `buckets=False` leaves out their `_bucket` series."""
     out: list[str] = []
-    for concept in CONCEPTS.values():
-        if concept.kind not in kinds:
+    for key, concept in CONCEPTS.items():
+        if concept.kind not in kinds or (
+            concept.kind == "histogram" and (key in MEAN_ONLY_HISTOGRAMS) != mean_only
+        ):
             continue
         for name in concept.names:
             for spelled in spellings(name):
                 if concept.kind == "histogram":
-                    out.extend(spelled + suffix for suffix in ("_bucket", "_count", "_sum"))
+                    suffixes = ("_bucket", "_count", "_sum") if buckets else ("_count", "_sum")
+                    out.extend(spelled + suffix for suffix in suffixes)
                 else:
                     out.append(spelled)
     return out
@@ -98,6 +110,11 @@ def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
     """Every query of one fleet diagnosis. `window_s` sizes the `[range]` of the few range functions."""
     by = replica_labels(replica_label)
     cumulative = _names_selector(_sample_names(("counter", "histogram")), matchers)
+    mean_only = _names_selector(_sample_names(("histogram",), buckets=False, mean_only=True), matchers)
+    inf_matchers = f'le="+Inf", {matchers}' if matchers else 'le="+Inf"'
+    mean_only_inf = _names_selector(
+        [n for n in _sample_names(("histogram",), mean_only=True) if n.endswith("_bucket")], inf_matchers
+    )
     gauges = _names_selector(_sample_names(("gauge",)), matchers)
     info = _names_selector([*_sample_names(("info",)), *INFO_SERIES], matchers)
     exporter = _names_selector(EXPORTER_SERIES, matchers)
@@ -120,7 +137,12 @@ def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
 
     return [
         # Counters and histograms: the before/after pair the derivation takes its deltas from.
-        Query("cumulative", f"sum by ({group}) ({cumulative})", "ends"),
+        Query(
+            "cumulative",
+            f"sum by ({group}) ({cumulative})\nor sum by ({group}) ({mean_only})\n"
+            f"or sum by ({group}) ({mean_only_inf})",
+            "ends",
+        ),
         # When each replica's samples were scraped: the dump times, so rates use the true span.
         Query("scraped", each_beat("timestamp"), "ends"),
         # vLLM restarted inside the window: the counters count from the restart (the derivation's choice).
