@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from diagnose.exporter.snapshot import COLLECTORS, build_snapshot
+from diagnose.exporter.snapshot import COLLECTORS, build_snapshot, collector_up
 from diagnose.exporter.state import ExporterState
 from diagnose.readings import Bundle
 from diagnose.thresholds import Thresholds
@@ -101,12 +101,12 @@ class CollectionLoop:
         if not bundle.dumps:
             first = metrics_issue(bundle)
             reason = first.reason if first else f"no /metrics from {self.url}"
-            self.state.fail(reason, _up(bundle))
+            self.state.fail(reason, collector_up(bundle))
             return False
         try:
             report = diagnose(bundle, self.thresholds, source=self.url)
         except Exception as err:
-            self.state.fail(f"diagnosis failed: {type(err).__name__}: {err}", _up(bundle))
+            self.state.fail(f"diagnosis failed: {type(err).__name__}: {err}", collector_up(bundle))
             return False
         self.state.publish(
             build_snapshot(
@@ -156,15 +156,6 @@ class CollectionLoop:
 
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
-
-
-def _up(bundle: Bundle) -> dict[str, bool]:
-    return {
-        "vllm": bool(bundle.dumps),
-        "gpu": bool(bundle.gpu),
-        "host": bool(bundle.processes),
-        "sockets": bool(bundle.sockets),
-    }
 
 
 class _CachedServerInfo:
