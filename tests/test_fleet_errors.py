@@ -143,3 +143,13 @@ def test_headers_keep_their_value_after_the_first_colon() -> None:
         "X-Scope-OrgID": "tenant-1",
         "Authorization": "Basic a:b",
     }
+
+
+def test_stress_with_prometheus_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status, line = _run(capsys, closed_port_url(), "--stress", "10")
+    assert status == 2 and "--stress" in line
+
+
+def test_watch_with_a_fixed_window_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["watch", "--prometheus", closed_port_url(), *WINDOW, "--windows", "1"])
+    assert status == 2 and "--since" in capsys.readouterr().err

@@ -96,6 +96,12 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
     from diagnose.fleet.render import show_fleet
     from diagnose.report import Severity
 
+    if getattr(args, "stress", None) is not None:
+        raise DoctorError(
+            "--stress drives one live server; --prometheus reads what the fleet already recorded",
+            "drop --stress, or use --url with --stress",
+            ExitStatus.USAGE,
+        )
     window = window_from_args(args.since, args.start, args.end, time.time())
     report = diagnose_fleet(
         client_from_args(args),
@@ -118,6 +124,12 @@ def run_watch(
 
     from diagnose.fleet.render import fleet_renderable
 
+    if args.start is not None or args.end is not None:
+        raise DoctorError(
+            "watch follows the present: --start/--end fix a past window",
+            "use --since (e.g. --since 10m) with watch, or check --start T --end T",
+            ExitStatus.USAGE,
+        )
     client_args = client_from_args(args)
     shown = 0
     with Live(Text(f"querying {client_args.shown_url()} ..."), console=Console()) as live:
