@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 K8S_ALERTS = REPO / "alerts" / "kubernetes"
@@ -30,7 +30,7 @@ def _promtool() -> str:
 
 
 def _yaml(path: Path) -> list[Any]:
-    return list(YAML(typ="safe").load_all(path.read_text()))
+    return list(yaml.safe_load_all(path.read_text()))
 
 
 @pytest.mark.parametrize("generator", ["alerts/kubernetes.py", "dashboards/kubernetes.py"])
