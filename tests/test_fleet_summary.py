@@ -89,3 +89,22 @@ def test_the_fleet_verdict_is_the_worst_severity_with_its_most_common_label() ->
     at_worst = [r.report.verdict.label for r in report.replicas if r.report.worst() == worst]
     assert report.verdict.label == max(set(at_worst), key=at_worst.count)
     assert report.by_label == {label: labels.count(label) for label in set(labels)}
+
+
+def test_a_target_down_with_no_vllm_series_is_named_beside_the_diagnosed_replicas() -> None:
+    from diagnose.fleet.assemble import down_without_series
+    from diagnose.fleet.client import Series
+
+    up = {
+        "up_end": [
+            Series({"pod": "rr-0", "instance": "rr-0:8000"}, ((WINDOW.end_unix, 1.0),)),
+            Series({"pod": "rr-9", "instance": "rr-9:8000"}, ((WINDOW.end_unix, 0.0),)),
+        ]
+    }
+    down = down_without_series(up, "pod", {"rr-0"})
+    pairs = [_replica("rr-0", "vllm-0.32-cpu-lab", model="m")]
+    report = summarize(
+        pairs, WINDOW, source="", replica_label="pod", selector="", warnings=[], queries=10, bytes_read=0,
+        down_without_series=down,
+    )  # fmt: skip
+    assert [(s.replica, s.reason.split(":")[0]) for s in report.stale] == [("rr-9", "down")]

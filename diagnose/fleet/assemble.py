@@ -441,3 +441,16 @@ def partition(
                 index = slot[name] = len(slot) % parts
             out[index][key].append(s)
     return out
+
+
+def down_without_series(
+    answers: dict[str, list[Series]], replica_label: str, diagnosed: set[str]
+) -> list[str]:
+    """Replicas whose target was down (`up == 0`) at the window's end and that sent no vLLM series in it:
+    a pod that crashed before the window, which the vLLM queries alone cannot see."""
+    down = {
+        name
+        for s in answers.get("up_end", [])
+        if s.points and s.points[0][1] == 0 and (name := replica_of(s.labels, replica_label)) is not None
+    }
+    return sorted(down - diagnosed)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
+from diagnose.fleet.assemble import down_without_series
 from diagnose.fleet.client import PrometheusClient, Series, parse_headers
 from diagnose.fleet.parallel import diagnose_replicas
 from diagnose.fleet.queries import Query, parse_selector, plan
@@ -55,6 +56,7 @@ def diagnose_fleet(
 ) -> FleetReport:
     matchers = parse_selector(selector)
     answers = fetch(client, window, replica_label, matchers)
+    up_end = {"up_end": answers.get("up_end", [])}  # read before assembling consumes the answers
     source = client.shown_url()
     pairs = diagnose_replicas(
         answers, window, replica_label, require_vllm=not matchers, thresholds=thresholds, source=source
@@ -76,6 +78,10 @@ def diagnose_fleet(
         warnings=client.warnings,
         queries=client.queries,
         bytes_read=client.bytes_read,
+        # Only with a selector: without one, `up` covers every target Prometheus scrapes, not only vLLM.
+        down_without_series=down_without_series(up_end, replica_label, {d.replica for d, _ in pairs})
+        if matchers
+        else [],
     )
 
 

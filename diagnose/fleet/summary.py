@@ -160,6 +160,7 @@ def summarize(
     warnings: list[str],
     queries: int,
     bytes_read: int,
+    down_without_series: list[str] | None = None,
 ) -> FleetReport:
     results = []
     for data, report in pairs:
@@ -179,6 +180,10 @@ def summarize(
     results, imbalance = _imbalance(results)
     results.sort(key=_sort_key)
     stale = [StaleReplica(r.replica, why) for r in results if (why := _stale(r.data, window)) is not None]
+    stale += [
+        StaleReplica(name, "down: up == 0 at the end of the window, and no vLLM series in it")
+        for name in down_without_series or []
+    ]
     versions: dict[str, dict[str, list[str]]] = {}
     for r in results:
         if r.vllm_version:
