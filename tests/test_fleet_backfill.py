@@ -165,6 +165,7 @@ def test_text_view_puts_the_worst_replica_first_and_fits_80_columns(fleet: Fleet
     assert worst.report.worst().label == "critical"
     table_rows = [line for line in text.splitlines() if line.startswith("│ rr-")]
     assert table_rows[0].startswith(f"│ {worst.replica} ")
+    assert all(row.rstrip().endswith("│") for row in table_rows)  # the whole table fits: nothing cropped
 
 
 @pytest.fixture
