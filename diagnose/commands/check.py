@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from diagnose.commands.server_args import add_server_arguments
 from diagnose.commands.shared_args import add_load_shape_arguments
+from diagnose.fleet.args import add_prometheus_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BUNDLE",
         help="a bundle folder from `rerank-doctor collect`",
     )
+    source.add_argument("--prometheus", metavar="URL", help="every replica, from Prometheus/Thanos/Mimir")
     parser.add_argument(
         "--duration",
         type=positive_duration,
@@ -63,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML file")
+    add_prometheus_arguments(parser)
 
 
 def show_report(
@@ -104,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.thresholds import load
 
     thresholds = load(args.thresholds)  # before collecting: a typo should not cost a window
+    if args.prometheus is not None:
+        from diagnose.fleet.run import run_check
+
+        return run_check(args, thresholds)
     if args.bundle is not None and args.stress is not None:
         raise DoctorError(
             "--stress drives a live server; a bundle is already collected",

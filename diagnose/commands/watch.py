@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 
 from diagnose.commands.server_args import add_server_arguments
+from diagnose.fleet.args import add_prometheus_arguments
 from diagnose.units import positive_duration
 
 HELP = "diagnose a live vLLM server continuously: the check view, refreshed after every window"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, help="the live vLLM server, e.g. http://127.0.0.1:8000")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", help="the live vLLM server, e.g. http://127.0.0.1:8000")
+    source.add_argument("--prometheus", metavar="URL", help="every replica, from Prometheus/Thanos/Mimir")
     parser.add_argument("--every", type=positive_duration, default=10.0, help="window length (default 10s)")
     parser.add_argument("--windows", type=int, help="stop after this many windows (default: until Ctrl-C)")
     parser.add_argument("--thresholds", help="TOML file overriding rule thresholds")
     add_server_arguments(parser)
+    add_prometheus_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     if args.windows is not None and args.windows <= 0:
         raise DoctorError("--windows must be above zero", "e.g. --windows 6", ExitStatus.USAGE)
     thresholds = load(args.thresholds)
+    if args.prometheus is not None:
+        from diagnose.fleet.run import run_watch
+
+        return run_watch(args, thresholds)
     # Normalised once: what is shown and reported carries no credentials (diagnose/urls.py).
     args.url = base_url(args.url)
     console = Console()

@@ -1,0 +1,461 @@
+"""Query answers -> one Bundle per replica (pure, no I/O), for the same pipeline `check --from` runs.
+
+The Bundle is what `collect` would have written on that replica, rebuilt from Prometheus:
+- `dumps`: the first is every counter and histogram at the window's start, the last the same at its end,
+  each stamped with the time Prometheus scraped it (so rates use the true span); between them, dumps
+  that carry only the gauges, one per range-query step (the derivation takes gauges' max and mean over
+  every dump, and a reranker's gauges are mostly 0 at any one instant). The dumps are exposition text,
+  so the one parser (diagnose/metrics/exposition.py) reads them as it reads a live /metrics.
+- `gpu`: dcgm-exporter's series (or our exporter's NVML series) at each step.
+- `processes` / `sockets`: our exporter's per-role CPU and serving-port census at each step.
+- `issues`: each source Prometheus lacks for this replica, with how to get it.
+
+A replica is the value of the replica label (default `pod`; a series without it falls back to
+`instance`). Only series of a replica's vLLM targets count as its `http_*` and `process_*` families, so a
+sidecar exporter's own `process_cpu_seconds_total` is never read as vLLM's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from diagnose.fleet.client import Series
+from diagnose.fleet.window import Window
+from diagnose.readings import (
+    HOST_TOTAL,
+    Bundle,
+    CollectorIssue,
+    GpuSample,
+    MetricsDump,
+    ProcessSample,
+    ServerInfo,
+    SocketCensus,
+)
+
+# Labels Prometheus adds per target: not part of what vLLM served, left out of the rebuilt exposition.
+_TARGET_LABELS = frozenset({"__name__", "job", "namespace", "pod", "container", "endpoint", "service"})
+
+EXPORTER_FIX = (
+    "deploy the exporter sidecar (`rerank-doctor export --url http://127.0.0.1:8000` in the vLLM pod, "
+    "scraped with the same pod label): per-process CPU and sockets are not in Prometheus otherwise"
+)
+GPU_FIX = (
+    "deploy dcgm-exporter with pod mapping (DCGM_EXPORTER_KUBERNETES=true) or the rerank-doctor exporter "
+    "beside vLLM: GPU utilization is not in Prometheus otherwise"
+)
+
+
+@dataclass(slots=True)
+class ReplicaData:
+    """One replica's rebuilt readings, plus what only the fleet view uses."""
+
+    replica: str
+    bundle: Bundle
+    model_name: str | None = None
+    vllm_version: str | None = None
+    seen_at_start: bool = False
+    seen_at_end: bool = False
+    first_scrape_unix: float | None = None  # when Prometheus scraped the samples the window starts from
+    last_scrape_unix: float | None = None
+    counter_resets: float | None = None  # resets() over the window, the largest of its series
+    up_min: float | None = None  # min_over_time(up) over the window: 0 = a scrape failed
+    up_end: float | None = None
+    container_cpu_cores: dict[str, float] = field(default_factory=dict)  # cAdvisor, by container
+    sources: dict[str, bool] = field(default_factory=dict)  # vllm, gpu, exporter, cadvisor -> present
+
+
+def replica_of(labels: dict[str, str], replica_label: str) -> str | None:
+    return labels.get(replica_label) or labels.get("instance")
+
+
+def _is_vllm(name: str) -> bool:
+    return name.startswith(("vllm:", "vllm_"))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _value_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value == math.inf else ("-Inf" if value == -math.inf else repr(value))
+
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+class _Texts:
+    """`name{labels}` text per label key, shared by every replica: replicas of one model expose the same
+    series, so each text is built once, and the exposition parser's own cache then hits as well."""
+
+    def __init__(self) -> None:
+        self._cache: dict[LabelKey, str] = {}
+
+    def get(self, key: LabelKey) -> str:
+        text = self._cache.get(key)
+        if text is None:
+            name = ""
+            pairs = []
+            for k, v in key:
+                if k == "__name__":
+                    name = v
+                elif k not in _TARGET_LABELS:
+                    pairs.append(f'{k}="{_escape(v)}"')
+            text = self._cache[key] = f"{name}{{{','.join(pairs)}}}"
+        return text
+
+
+def _split(labels: dict[str, str], replica_label: str) -> tuple[str | None, str, LabelKey]:
+    """(replica, instance, the other labels as a key). Prometheus sends labels sorted by name."""
+    replica = labels.pop(replica_label, None)
+    instance = labels.pop("instance", "")
+    return replica or instance or None, instance, tuple(labels.items())
+
+
+class _Replica:
+    """Mutable accumulator while answers are sorted into replicas."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.start: list[tuple[str, LabelKey, float]] = []  # (instance, key, value)
+        self.end: list[tuple[str, LabelKey, float]] = []
+        self.gauges: list[tuple[str, LabelKey, tuple[tuple[float, float], ...]]] = []
+        self.info: list[dict[str, str]] = []
+        self.exporter: list[Series] = []
+        self.dcgm: list[Series] = []
+        self.vllm_instances: set[str] = set()
+        self.http_instances: set[str] = set()
+        self.data = ReplicaData(name, Bundle())
+
+
+def assemble(
+    answers: dict[str, list[Series]], window: Window, replica_label: str, *, require_vllm: bool
+) -> list[ReplicaData]:
+    """Every replica found in the answers, sorted by name. `require_vllm=False` (a selector was given)
+    also keeps replicas whose only series are HTTP ones (vLLM with --disable-log-stats).
+
+    Each answer is walked once and sorted into replicas, so the cost grows with the series, never with
+    replicas x series. The answers' label dicts are consumed (labels are popped)."""
+    replicas: dict[str, _Replica] = {}
+
+    def get(name: str) -> _Replica:
+        r = replicas.get(name)
+        if r is None:
+            r = replicas[name] = _Replica(name)
+        return r
+
+    for s in answers.get("cumulative", []):
+        name, inst, key = _split(s.labels, replica_label)
+        if name is None:
+            continue
+        r = get(name)
+        metric = s.labels.get("__name__", "")
+        if _is_vllm(metric):
+            r.vllm_instances.add(inst)
+        elif metric.startswith("http_requests"):
+            r.http_instances.add(inst)
+        for t, v in s.points:
+            (r.end if window.is_end(t) else r.start).append((inst, key, v))
+    for s in answers.get("gauges", []):
+        name, inst, key = _split(s.labels, replica_label)
+        if name is not None:
+            r = get(name)
+            r.vllm_instances.add(inst)
+            r.gauges.append((inst, key, s.points))
+
+    kept = {
+        name: r for name, r in replicas.items() if r.vllm_instances or (not require_vllm and r.http_instances)
+    }
+    for s in answers.get("info", []):
+        name = replica_of(s.labels, replica_label)
+        if name in kept:
+            kept[name].info.append(s.labels)
+    for s in answers.get("exporter", []):
+        name = replica_of(s.labels, replica_label)
+        if name in kept:
+            kept[name].exporter.append(s)
+    for s in answers.get("dcgm", []):
+        # dcgm-exporter's own pod label is the exporter's pod; its pod mapping puts the GPU's workload in
+        # `pod`, which Prometheus renames `exported_pod` unless honor_labels is set.
+        name = s.labels.get(f"exported_{replica_label}") or s.labels.get(replica_label)
+        if name in kept:
+            kept[name].dcgm.append(s)
+    _per_replica_values(kept, answers, replica_label, window)
+    texts = _Texts()
+    return [_finish(r, window, replica_label, texts) for _, r in sorted(kept.items())]
+
+
+def _per_replica_values(
+    kept: dict[str, _Replica], answers: dict[str, list[Series]], label: str, window: Window
+) -> None:
+    def each(key: str) -> Iterable[tuple[_Replica, Series]]:
+        for s in answers.get(key, []):
+            name = replica_of(s.labels, label)
+            if name in kept:
+                yield kept[name], s
+
+    for r, s in each("scraped"):
+        for t, scraped in s.points:
+            if not window.is_end(t):
+                r.data.seen_at_start = True
+                r.data.first_scrape_unix = min(r.data.first_scrape_unix or math.inf, scraped)
+            else:
+                r.data.seen_at_end = True
+                r.data.last_scrape_unix = max(r.data.last_scrape_unix or 0.0, scraped)
+    for r, s in each("resets"):
+        r.data.counter_resets = max(r.data.counter_resets or 0.0, s.points[0][1])
+    for r, s in each("up_min"):
+        if s.labels.get("instance", "") in r.vllm_instances | r.http_instances:
+            r.data.up_min = min(r.data.up_min if r.data.up_min is not None else 1.0, s.points[0][1])
+    for r, s in each("up_end"):
+        if s.labels.get("instance", "") in r.vllm_instances | r.http_instances:
+            r.data.up_end = min(r.data.up_end if r.data.up_end is not None else 1.0, s.points[0][1])
+    for s in answers.get("container_cpu", []):
+        name = s.labels.get(label)
+        if name in kept and (container := s.labels.get("container")):
+            kept[name].data.container_cpu_cores[container] = s.points[0][1]
+
+
+def _finish(r: _Replica, window: Window, label: str, texts: _Texts) -> ReplicaData:
+    data = r.data
+    targets = r.vllm_instances or r.http_instances
+    # One vLLM target per replica is the rule; with several, `instance` keeps their series apart.
+    several = len(targets) > 1
+
+    def series(inst: str, key: LabelKey) -> str:
+        return texts.get((*key, ("instance", inst)) if several else key)
+
+    def cumulative(values: list[tuple[str, LabelKey, float]]) -> dict[str, str]:
+        out = {}
+        for inst, key, v in values:
+            # http_* and process_* are any Python server's: only the vLLM targets' own count.
+            if inst not in targets and not _is_vllm(dict(key).get("__name__", "")):
+                continue
+            text = series(inst, key)
+            out[text] = f"{text} {_value_text(v)}"
+        return out
+
+    t_first = data.first_scrape_unix if data.first_scrape_unix is not None else window.start_unix
+    t_last = data.last_scrape_unix if data.last_scrape_unix is not None else window.end_unix
+    first = cumulative(r.start)
+    last = cumulative(r.end)
+    # Gauge points: those at or before the first scrape join the first dump, those at or after the last
+    # join the last, the others are dumps of their own (gauges only).
+    middle: dict[float, dict[str, str]] = {}
+    for inst, key, points in r.gauges:
+        text = series(inst, key)
+        for t, v in points:
+            if t <= t_first and first:
+                into = first
+            elif t >= t_last and last:
+                into = last
+            else:
+                into = middle.setdefault(t, {})
+            into[text] = f"{text} {_value_text(v)}"
+    for info in r.info:
+        if info.get("__name__", "").startswith("rerank_doctor"):
+            data.vllm_version = info.get("vllm_version") or data.vllm_version
+            data.model_name = data.model_name or info.get("model") or None
+        else:
+            _, inst, key = _split(dict(info), label)
+            text = series(inst, key)
+            last[text] = f"{text} 1.0"
+
+    def dump(t: float, lines: dict[str, str]) -> MetricsDump:
+        return MetricsDump(t, "\n".join(lines.values()) + "\n")
+
+    dumps: list[MetricsDump] = []
+    if first and data.seen_at_start:
+        dumps.append(dump(t_first, first))
+    dumps.extend(dump(t, lines) for t, lines in sorted(middle.items()))
+    if last and (not dumps or t_last > dumps[-1].t_unix):
+        dumps.append(dump(t_last, last))
+    elif last and dumps:
+        # The same scrape at both ends (one sample in the window): one dump, as one scrape is.
+        dumps[-1] = dump(dumps[-1].t_unix, last)
+    data.bundle.dumps = dumps
+    models = {v for _, key, _ in r.end for k, v in key if k == "model_name" and v}
+    data.model_name = (sorted(models)[0] if models else None) or data.model_name
+    data.bundle.server = ServerInfo(url=None, version=data.vllm_version, model_id=data.model_name)
+    _exporter(data, r.exporter)
+    _dcgm(data, r.dcgm)
+    data.sources = {
+        "vllm": bool(r.vllm_instances),
+        "gpu": bool(data.bundle.gpu),
+        "exporter": bool(data.bundle.processes or data.bundle.sockets),
+        "cadvisor": bool(data.container_cpu_cores),
+    }
+    t = window.end_unix
+    if not data.bundle.gpu:
+        data.bundle.issues.append(
+            CollectorIssue(t, "gpu", "no GPU series for this replica in Prometheus (dcgm-exporter)", GPU_FIX)
+        )
+    if not data.bundle.processes:
+        data.bundle.issues.append(
+            CollectorIssue(t, "host", "per-process CPU is not in Prometheus for this replica", EXPORTER_FIX)
+        )
+    if not data.bundle.sockets:
+        data.bundle.issues.append(
+            CollectorIssue(
+                t, "sockets", "no serving-port socket census in Prometheus for this replica", EXPORTER_FIX
+            )
+        )
+    return data
+
+
+def _dedupe(lines: list[str]) -> list[str]:
+    """One line per series (the last value wins), so the parser sees no series twice."""
+    by_series: dict[str, str] = {}
+    for line in lines:
+        by_series[line.rsplit(" ", 1)[0]] = line
+    return list(by_series.values())
+
+
+# Our exporter's roles -> a process name the derivation's role finder (derive/processes.py) recognises.
+_ROLE_PROCESS = {
+    "engine_core": ("VLLM::EngineCore", ""),
+    "worker": ("VLLM::Worker", ""),
+}
+
+
+def _exporter(data: ReplicaData, series: list[Series]) -> None:
+    cpu: dict[str, list[tuple[float, float]]] = {}
+    counts: dict[str, float] = {}
+    sockets: dict[tuple[float, int], dict[str, int]] = {}
+    gpu: dict[tuple[float, int], dict[str, float]] = {}
+    gpu_names: dict[int, str] = {}
+    for s in series:
+        metric = s.labels.get("__name__", "")
+        role = s.labels.get("role", "")
+        if metric == "rerank_doctor_process_cpu_percent" and role:
+            cpu.setdefault(role, []).extend(s.points)
+        elif metric == "rerank_doctor_host_cpu_ratio":
+            # The whole host as a fraction of ALL its cores: the bundle's HOST_TOTAL row, in percent.
+            for t, v in s.points:
+                data.bundle.processes.append(ProcessSample(t, 0, 0, HOST_TOTAL, 100.0 * v, None, ""))
+        elif metric == "rerank_doctor_processes" and role:
+            counts[role] = max(counts.get(role, 0.0), max(v for _, v in s.points))
+        elif metric == "rerank_doctor_port_sockets":
+            port, state = s.labels.get("port", ""), s.labels.get("state", "")
+            if port.isdigit() and state:
+                for t, v in s.points:
+                    sockets.setdefault((t, int(port)), {})[state] = int(v)
+        elif metric.startswith("rerank_doctor_gpu_") and s.labels.get("gpu", "").isdigit():
+            index = int(s.labels["gpu"])
+            if s.labels.get("name"):
+                gpu_names[index] = s.labels["name"]
+            for t, v in s.points:
+                gpu.setdefault((t, index), {})[metric] = v
+    for role, points in cpu.items():
+        if role == "host":
+            continue  # the whole host comes as rerank_doctor_host_cpu_ratio (above), not as a role
+        n = max(1, int(counts.get(role, 1)))
+        for i in range(n):
+            if role == "api_server":
+                pname, cmd = (
+                    (f"VLLM::APIServer_{i}", "")
+                    if n > 1
+                    else ("python", "python -m vllm.entrypoints.openai.api_server")
+                )
+            else:
+                pname, cmd = _ROLE_PROCESS.get(role, (role, ""))
+            pid = 1000 * (1 + sorted(cpu).index(role)) + i
+            for t, v in points:
+                # The exporter serves the busiest process of a role; the others are counted, not measured.
+                value = v if i == 0 else None
+                data.bundle.processes.append(ProcessSample(t, pid, 1, pname, value, None, cmd))
+    data.bundle.sockets.extend(
+        SocketCensus(t, port, port_states=states) for (t, port), states in sorted(sockets.items())
+    )
+    if gpu and not data.bundle.gpu:
+        for (t, index), values in sorted(gpu.items()):
+            util = values.get("rerank_doctor_gpu_utilization_ratio")
+            used = values.get("rerank_doctor_gpu_memory_used_bytes")
+            total = values.get("rerank_doctor_gpu_memory_total_bytes")
+            clock = values.get("rerank_doctor_gpu_sm_clock_hertz")
+            data.bundle.gpu.append(
+                GpuSample(
+                    t,
+                    index,
+                    None if util is None else util * 100.0,
+                    None if used is None else used / 2**20,
+                    None if total is None else total / 2**20,
+                    values.get("rerank_doctor_gpu_power_watts"),
+                    None if clock is None else clock / 1e6,
+                    gpu_names.get(index),
+                )
+            )
+
+
+def _dcgm(data: ReplicaData, series: list[Series]) -> None:
+    rows: dict[tuple[float, int], dict[str, float]] = {}
+    models: dict[int, str] = {}
+    for s in series:
+        gpu = s.labels.get("gpu", "")
+        if not gpu.isdigit():
+            continue
+        if s.labels.get("modelName"):
+            models[int(gpu)] = s.labels["modelName"]
+        for t, v in s.points:
+            rows.setdefault((t, int(gpu)), {})[s.labels.get("__name__", "")] = v
+    if not rows:
+        return
+    data.bundle.gpu = []  # DCGM wins over the exporter's NVML copy: it is the cluster's own GPU source
+    for (t, index), values in sorted(rows.items()):
+        used, free = values.get("DCGM_FI_DEV_FB_USED"), values.get("DCGM_FI_DEV_FB_FREE")
+        data.bundle.gpu.append(
+            GpuSample(
+                t,
+                index,
+                values.get("DCGM_FI_DEV_GPU_UTIL"),
+                used,
+                used + free if used is not None and free is not None else None,
+                values.get("DCGM_FI_DEV_POWER_USAGE"),
+                values.get("DCGM_FI_DEV_SM_CLOCK"),
+                models.get(index),
+            )
+        )
+
+
+def owner(key: str, labels: dict[str, str], replica_label: str) -> str | None:
+    """The replica a series of answer `key` belongs to (as assemble() decides it)."""
+    if key == "dcgm":
+        return labels.get(f"exported_{replica_label}") or labels.get(replica_label)
+    if key == "container_cpu":
+        return labels.get(replica_label)
+    return replica_of(labels, replica_label)
+
+
+def partition(
+    answers: dict[str, list[Series]], replica_label: str, parts: int
+) -> list[dict[str, list[Series]]]:
+    """The answers split into `parts` groups of whole replicas: each group assembles on its own, to the
+    same replicas assemble() finds in the whole."""
+    out: list[dict[str, list[Series]]] = [{key: [] for key in answers} for _ in range(parts)]
+    slot: dict[str, int] = {}
+    for key, series in answers.items():
+        for s in series:
+            name = owner(key, s.labels, replica_label)
+            if name is None:
+                continue
+            index = slot.get(name)
+            if index is None:
+                index = slot[name] = len(slot) % parts
+            out[index][key].append(s)
+    return out
+
+
+def down_without_series(
+    answers: dict[str, list[Series]], replica_label: str, diagnosed: set[str]
+) -> list[str]:
+    """Replicas whose target was down (`up == 0`) at the window's end and that sent no vLLM series in it:
+    a pod that crashed before the window, which the vLLM queries alone cannot see."""
+    down = {
+        name
+        for s in answers.get("up_end", [])
+        if s.points and s.points[0][1] == 0 and (name := replica_of(s.labels, replica_label)) is not None
+    }
+    return sorted(down - diagnosed)

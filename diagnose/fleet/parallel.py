@@ -1,0 +1,83 @@
+"""Each replica's diagnosis, spread over the machine's cores: the one part of fleet mode that grows with
+the fleet on this side of the wire (assembling a Bundle and running the rules, ~5 ms per replica).
+
+The answers are split into groups of whole replicas; forked workers inherit them (nothing is pickled on
+the way in) and send back each replica's report with a slimmed Bundle (the readings were only needed to
+derive the report; the fleet summary reads the issues). Where fork is unavailable, or the fleet is small,
+it all runs in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import replace
+
+from diagnose.fleet.assemble import ReplicaData, assemble, partition
+from diagnose.fleet.client import Series
+from diagnose.fleet.window import Window
+from diagnose.readings import Bundle
+from diagnose.report import Report
+from diagnose.thresholds import Thresholds
+
+# Below this many replicas a worker's start costs more than it saves.
+MIN_REPLICAS_PER_WORKER = 50
+
+_JOB: tuple[list[dict[str, list[Series]]], Window, str, bool, Thresholds | None, str] | None = None
+
+
+def _diagnose(
+    answers: dict[str, list[Series]],
+    window: Window,
+    replica_label: str,
+    require_vllm: bool,
+    thresholds: Thresholds | None,
+    source: str,
+) -> list[tuple[ReplicaData, Report]]:
+    from diagnose.pipeline import diagnose
+
+    out = []
+    for data in assemble(answers, window, replica_label, require_vllm=require_vllm):
+        report = diagnose(data.bundle, thresholds, source=f"{source} {replica_label}={data.replica}")
+        out.append((data, report))
+    return out
+
+
+def _slim(pairs: list[tuple[ReplicaData, Report]]) -> list[tuple[ReplicaData, Report]]:
+    return [(replace(data, bundle=Bundle(issues=data.bundle.issues)), report) for data, report in pairs]
+
+
+def _work(index: int) -> list[tuple[ReplicaData, Report]]:
+    assert _JOB is not None
+    groups, window, label, require_vllm, thresholds, source = _JOB
+    return _slim(_diagnose(groups[index], window, label, require_vllm, thresholds, source))
+
+
+def diagnose_replicas(
+    answers: dict[str, list[Series]],
+    window: Window,
+    replica_label: str,
+    *,
+    require_vllm: bool,
+    thresholds: Thresholds | None,
+    source: str,
+    workers: int | None = None,
+    min_per_worker: int = MIN_REPLICAS_PER_WORKER,
+) -> list[tuple[ReplicaData, Report]]:
+    """(rebuilt readings, report) for every replica in the answers."""
+    global _JOB
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    replicas = len(
+        {s.labels.get(replica_label) or s.labels.get("instance") for s in answers.get("cumulative", [])}
+    )
+    parts = max(1, min(workers, replicas // min_per_worker))
+    if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return _diagnose(answers, window, replica_label, require_vllm, thresholds, source)
+    _JOB = (partition(answers, replica_label, parts), window, replica_label, require_vllm, thresholds, source)
+    try:
+        with multiprocessing.get_context("fork").Pool(parts) as pool:
+            results = pool.map(_work, range(parts))
+    finally:
+        _JOB = None
+    return [pair for group in results for pair in group]

@@ -1,0 +1,168 @@
+"""The PromQL fleet mode runs: one query per evidence family, all replicas at once.
+
+Cost does not grow with the fleet in queries: each expression aggregates `by (__name__, <replica label>,
+...)` and returns every replica in one answer, so 1,000 replicas cost the same eight queries as one.
+Aggregating on the server also drops the labels the derivation never reads (`job`, `engine`, node
+labels), which keeps the answers small. The sums match what the bundle path does: the derivation adds
+series over engines and API servers (`names.value`, `names.histogram`), so summing them first changes
+nothing.
+
+The names come from diagnose/metrics/names.py (every era, both spellings `vllm:x` and `vllm_x`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from diagnose.errors import DoctorError
+from diagnose.exit_status import ExitStatus
+from diagnose.metrics.names import CONCEPTS, spellings
+
+# "ends": a range query whose step is the whole window, so it evaluates at the start and at the end only:
+# Prometheus looks the series up once for both instants (half the cost of two instant queries).
+When = Literal["ends", "end", "range"]
+
+# The labels the derivation reads, per family: histogram bounds, finished_reason, handler, status, reason.
+CUMULATIVE_LABELS = ("model_name", "le", "finished_reason", "handler", "status")
+GAUGE_LABELS = ("model_name", "reason")
+
+# dcgm-exporter (NVIDIA's GPU exporter on Kubernetes): what GPU clusters run instead of NVML in the pod.
+DCGM_UNITS = {
+    "DCGM_FI_DEV_GPU_UTIL": "percent",
+    "DCGM_FI_DEV_POWER_USAGE": "watts",
+    "DCGM_FI_DEV_FB_USED": "MiB",
+    "DCGM_FI_DEV_FB_FREE": "MiB",
+    "DCGM_FI_DEV_SM_CLOCK": "MHz",
+}
+# Our own exporter (`rerank-doctor export`) beside vLLM: per-process CPU and sockets Prometheus lacks.
+EXPORTER_SERIES = (
+    "rerank_doctor_process_cpu_percent",
+    "rerank_doctor_processes",
+    "rerank_doctor_host_cpu_ratio",
+    "rerank_doctor_port_sockets",
+    "rerank_doctor_gpu_utilization_ratio",
+    "rerank_doctor_gpu_power_watts",
+    "rerank_doctor_gpu_memory_used_bytes",
+    "rerank_doctor_gpu_memory_total_bytes",
+    "rerank_doctor_gpu_sm_clock_hertz",
+)
+INFO_SERIES = ("rerank_doctor_info",)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    key: str  # what the answer feeds (assemble.py reads answers by key)
+    expr: str
+    when: When  # both ends of the window, an instant query at its end, or a range query over it
+
+
+def parse_selector(text: str | None) -> str:
+    """`{namespace="rerank"}` -> `namespace="rerank"` (the matchers to add to every vLLM selector)."""
+    if text is None or not text.strip():
+        return ""
+    body = text.strip()
+    if not (body.startswith("{") and body.endswith("}")):
+        raise DoctorError(
+            f"--selector {text!r} is not a label selector",
+            """write it in braces, e.g. --selector '{namespace="rerank"}'""",
+            ExitStatus.USAGE,
+        )
+    return body[1:-1].strip().rstrip(",")
+
+
+# Histograms whose quantiles the derivation never reads, only their sum and count (evidence.py:
+# prefill_mean_s, tokens_per_step_mean, engine_steps_per_s): their finite buckets are a fifth of a
+# replica's series, so only the +Inf bucket is fetched (the parser needs one bucket to see a histogram).
+# tests/test_fleet_queries.py fails if the derivation starts reading more of them.
+MEAN_ONLY_HISTOGRAMS = ("prefill_time", "iteration_tokens")
+
+
+def _sample_names(kinds: tuple[str, ...], *, buckets: bool = True, mean_only: bool = False) -> list[str]:
+    """Sample names of every concept of these kinds; `mean_only` picks MEAN_ONLY_HISTOGRAMS (or leaves
+    them out), `buckets=False` leaves out their `_bucket` series."""
+    out: list[str] = []
+    for key, concept in CONCEPTS.items():
+        if concept.kind not in kinds or (
+            concept.kind == "histogram" and (key in MEAN_ONLY_HISTOGRAMS) != mean_only
+        ):
+            continue
+        for name in concept.names:
+            for spelled in spellings(name):
+                if concept.kind == "histogram":
+                    suffixes = ("_bucket", "_count", "_sum") if buckets else ("_count", "_sum")
+                    out.extend(spelled + suffix for suffix in suffixes)
+                else:
+                    out.append(spelled)
+    return out
+
+
+def _names_selector(names: list[str] | tuple[str, ...], matchers: str) -> str:
+    extra = f", {matchers}" if matchers else ""
+    return f'{{__name__=~"{"|".join(names)}"{extra}}}'
+
+
+def replica_labels(replica_label: str) -> str:
+    """The grouping labels that find a replica: its label, and `instance` (the fallback, and the target)."""
+    return replica_label if replica_label == "instance" else f"{replica_label}, instance"
+
+
+def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
+    """Every query of one fleet diagnosis. `window_s` sizes the `[range]` of the few range functions."""
+    by = replica_labels(replica_label)
+    cumulative = _names_selector(_sample_names(("counter", "histogram")), matchers)
+    mean_only = _names_selector(_sample_names(("histogram",), buckets=False, mean_only=True), matchers)
+    inf_matchers = f'le="+Inf", {matchers}' if matchers else 'le="+Inf"'
+    mean_only_inf = _names_selector(
+        [n for n in _sample_names(("histogram",), mean_only=True) if n.endswith("_bucket")], inf_matchers
+    )
+    gauges = _names_selector(_sample_names(("gauge",)), matchers)
+    info = _names_selector([*_sample_names(("info",)), *INFO_SERIES], matchers)
+    exporter = _names_selector(EXPORTER_SERIES, matchers)
+    # GPU and container series come from node-level exporters in other namespaces: not narrowed by the
+    # user's selector; assemble.py keeps only the replicas the vLLM series found.
+    dcgm = _names_selector(tuple(DCGM_UNITS), "")
+    window = f"{max(1, round(window_s))}s"
+    up_selector = f"up{{{matchers}}}" if matchers else "up"
+    group = f"__name__, {by}, {', '.join(CUMULATIVE_LABELS)}"
+    # timestamp() and resets() drop the metric name, and two names with one label set make Prometheus
+    # refuse the whole vector; so they read one counter every vLLM era has (the HTTP one for servers
+    # with --disable-log-stats). One server exposes one spelling, so the spelling regex cannot collide.
+    beat = [
+        _names_selector(spellings(name), matchers)
+        for name in (*CONCEPTS["prompt_tokens"].names, "http_requests_total")
+    ]
+
+    def each_beat(fn: str, suffix: str = "") -> str:
+        return " or ".join(f"max by ({by}) ({fn}({b}{suffix}))" for b in beat)
+
+    return [
+        # Counters and histograms: the before/after pair the derivation takes its deltas from.
+        Query(
+            "cumulative",
+            f"sum by ({group}) ({cumulative})\nor sum by ({group}) ({mean_only})\n"
+            f"or sum by ({group}) ({mean_only_inf})",
+            "ends",
+        ),
+        # When each replica's samples were scraped: the dump times, so rates use the true span.
+        Query("scraped", each_beat("timestamp"), "ends"),
+        # vLLM restarted inside the window: the counters count from the restart (the derivation's choice).
+        Query("resets", each_beat("resets", f"[{window}]"), "end"),
+        Query("gauges", f"sum by (__name__, {by}, {', '.join(GAUGE_LABELS)}) ({gauges})", "range"),
+        Query("info", info, "end"),
+        Query("exporter", f"max by (__name__, {by}, role, port, state, gpu, name) ({exporter})", "range"),
+        Query(
+            "dcgm",
+            f"avg by (__name__, {replica_label}, exported_{replica_label}, gpu, modelName) ({dcgm})",
+            "range",
+        ),
+        Query(
+            "container_cpu",
+            f"sum by ({replica_label}, container) (rate(container_cpu_usage_seconds_total"
+            f'{{container!="", container!="POD"}}[{window}]))',
+            "end",
+        ),
+        # Targets down at the end, or down at some scrape in the window (stale replicas).
+        Query("up_min", f"min by ({by}) (min_over_time({up_selector}[{window}]))", "end"),
+        Query("up_end", f"min by ({by}) ({up_selector})", "end"),
+    ]

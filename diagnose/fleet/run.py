@@ -1,0 +1,169 @@
+"""`check --prometheus` and `watch --prometheus`: the queries, one Bundle per replica, one report each."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+from diagnose.errors import DoctorError
+from diagnose.exit_status import ExitStatus
+from diagnose.fleet.assemble import down_without_series
+from diagnose.fleet.client import PrometheusClient, Series, parse_headers
+from diagnose.fleet.parallel import diagnose_replicas
+from diagnose.fleet.queries import Query, parse_selector, plan
+from diagnose.fleet.summary import FleetReport, summarize
+from diagnose.fleet.window import Window, window_from_args
+from diagnose.thresholds import Thresholds
+
+# Range queries sample gauges, GPU and exporter series at this many steps over the window (plus one):
+# enough to see a queue build up, few enough that 1,000 replicas answer in a few MB.
+RANGE_POINTS = 30
+# No scrape interval in common use is shorter: a finer step only repeats the same samples.
+MIN_STEP_S = 5.0
+# Queries in flight at once: Prometheus evaluates them on several cores while the answers are decoded.
+PARALLEL_QUERIES = 4
+
+
+def fetch(
+    client: PrometheusClient, window: Window, replica_label: str, matchers: str
+) -> dict[str, list[Series]]:
+    """Runs the plan: a fixed number of queries whatever the fleet's size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    step_s = max(MIN_STEP_S, window.seconds / RANGE_POINTS)
+
+    def one(query: Query) -> list[Series]:
+        if query.when == "range":
+            return client.range(query.expr, window.start_unix, window.end_unix, step_s)
+        if query.when == "ends":
+            return client.range(query.expr, window.start_unix, window.end_unix, window.seconds)
+        return client.instant(query.expr, window.end_unix)
+
+    queries = plan(replica_label, matchers, window.seconds)
+    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
+        results = list(pool.map(one, queries))  # the first failure is raised here, as one DoctorError
+    return {q.key: r for q, r in zip(queries, results, strict=True)}
+
+
+def diagnose_fleet(
+    client: PrometheusClient,
+    window: Window,
+    *,
+    replica_label: str = "pod",
+    selector: str | None = None,
+    thresholds: Thresholds | None = None,
+) -> FleetReport:
+    matchers = parse_selector(selector)
+    answers = fetch(client, window, replica_label, matchers)
+    up_end = {"up_end": answers.get("up_end", [])}  # read before assembling consumes the answers
+    source = client.shown_url()
+    pairs = diagnose_replicas(
+        answers, window, replica_label, require_vllm=not matchers, thresholds=thresholds, source=source
+    )
+    if not pairs:
+        where = f" matching {selector}" if matchers else ""
+        raise DoctorError(
+            f"no vLLM series{where} at {client.shown_url()} between {_stamp(window.start_unix)} and "
+            f"{_stamp(window.end_unix)}",
+            "check --selector and the window (--since / --start --end), and that Prometheus scrapes vLLM",
+            ExitStatus.UNREACHABLE,
+        )
+    return summarize(
+        pairs,
+        window,
+        source=source,
+        replica_label=replica_label,
+        selector=selector or "",
+        warnings=client.warnings,
+        queries=client.queries,
+        bytes_read=client.bytes_read,
+        # Only with a selector: without one, `up` covers every target Prometheus scrapes, not only vLLM.
+        down_without_series=down_without_series(up_end, replica_label, {d.replica for d, _ in pairs})
+        if matchers
+        else [],
+    )
+
+
+def _stamp(t_unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_unix))
+
+
+def client_from_args(args: argparse.Namespace) -> PrometheusClient:
+    return PrometheusClient(
+        args.prometheus,
+        headers=parse_headers(args.header),
+        ca_cert=args.ca_cert,
+        total_s=args.query_timeout,
+    )
+
+
+def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
+    from diagnose.fleet.render import show_fleet
+    from diagnose.report import Severity
+
+    if getattr(args, "stress", None) is not None:
+        raise DoctorError(
+            "--stress drives one live server; --prometheus reads what the fleet already recorded",
+            "drop --stress, or use --url with --stress",
+            ExitStatus.USAGE,
+        )
+    window = window_from_args(args.since, args.start, args.end, time.time())
+    report = diagnose_fleet(
+        client_from_args(args),
+        window,
+        replica_label=args.replica_label,
+        selector=args.selector,
+        thresholds=thresholds,
+    )
+    show_fleet(report, as_json=args.json)
+    return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
+
+
+def run_watch(
+    args: argparse.Namespace, thresholds: Thresholds | None, *, sleep: Callable[[float], None] = time.sleep
+) -> int:
+    """The fleet view refreshed every --every seconds over the last --since (default 10m)."""
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from diagnose.fleet.render import fleet_renderable
+
+    if args.start is not None or args.end is not None:
+        raise DoctorError(
+            "watch follows the present: --start/--end fix a past window",
+            "use --since (e.g. --since 10m) with watch, or check --start T --end T",
+            ExitStatus.USAGE,
+        )
+    client_args = client_from_args(args)
+    shown = 0
+    with Live(Text(f"querying {client_args.shown_url()} ..."), console=Console()) as live:
+        try:
+            while args.windows is None or shown < args.windows:
+                client = client_from_args(args)  # a fresh deadline per refresh
+                window = window_from_args(args.since, None, None, time.time())
+                stamp = time.strftime("%H:%M:%S")
+                try:
+                    report = diagnose_fleet(
+                        client,
+                        window,
+                        replica_label=args.replica_label,
+                        selector=args.selector,
+                        thresholds=thresholds,
+                    )
+                    live.update(
+                        Group(Text(f"{stamp}  refresh {shown + 1}", style="dim"), fleet_renderable(report))
+                    )
+                except DoctorError as err:
+                    if err.status == ExitStatus.USAGE:
+                        raise
+                    live.update(
+                        Text(f"{stamp}  {err.one_line()} — retrying every {args.every:g} s", style="red")
+                    )
+                shown += 1
+                if args.windows is None or shown < args.windows:
+                    sleep(args.every)
+        except KeyboardInterrupt:
+            pass
+    return int(ExitStatus.OK)

@@ -1,0 +1,230 @@
+"""Fleet mode against a real Prometheus 2.42 over a TSDB backfilled from the repo's real recordings.
+
+Each recording (tests/fixtures/*/bundle, the CPU-lab dumps, the 0.7-era dump and the five H200 0.26
+captures) is one replica with its own `pod` label, shifted into the recent past by
+tests/fleet_backfill.py and written into blocks by `promtool tsdb create-blocks-from openmetrics`.
+Every replica must get the label `check --from` gives the same recording.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import fleet_backfill as fb
+import pytest
+import requests
+from rich.console import Console
+
+from diagnose.bundle import read_bundle
+from diagnose.cli import main
+from diagnose.fleet.client import PrometheusClient
+from diagnose.fleet.render import fleet_renderable
+from diagnose.fleet.run import diagnose_fleet
+from diagnose.fleet.window import Window
+from diagnose.pipeline import diagnose
+from diagnose.report import Verdict
+
+SELECTOR = '{namespace="rerank"}'
+
+
+@dataclass(frozen=True)
+class Fleet:
+    url: str
+    t0: float  # every replica's first scrape
+    paths: list[Path]  # replica rr-i is recording paths[i]
+    expected: list[Verdict]  # what `check --from paths[i]` says
+
+    def window(self, end_offset_s: float = 90.0) -> Window:
+        return Window(self.t0, self.t0 + end_offset_s)
+
+    def args(self, *extra: str) -> list[str]:
+        return ["check", "--prometheus", self.url, "--selector", SELECTOR, "--start", f"{self.t0:.3f}",
+                "--end", f"{self.t0 + 90:.3f}", *extra]  # fmt: skip
+
+
+def _need(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed (apt-get install prometheus)", pytrace=False)
+
+
+@pytest.fixture(scope="module", params=["colon", "underscore"])
+def fleet(
+    request: pytest.FixtureRequest, captures_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """`colon`: names as /metrics serves them (kept by backfill); `underscore`: as Prometheus 2.x stores
+    them when it scrapes prometheus_client >= 0.23 without our relabel rule."""
+    _need("promtool")
+    _need("prometheus")
+    paths = [*fb.RECORDINGS, *sorted(p for p in captures_dir.iterdir() if p.is_dir())]
+    recordings = [fb.load_recording(p) for p in paths]
+    expected = [diagnose(read_bundle(p)).verdict for p in paths]
+    tmp = tmp_path_factory.mktemp(f"fleet-{request.param}")
+    # In the recent past, and recent enough that `watch --since 5m` sees the last scrapes.
+    t0 = float(int(time.time()) - 150)
+    fb.write_openmetrics(
+        [(fb.replica_name(i), r) for i, r in enumerate(recordings)],
+        tmp / "fleet.om",
+        t0,
+        underscore_names=request.param == "underscore",
+    )
+    fb.create_blocks(tmp / "fleet.om", tmp / "data")
+    with fb.prometheus_over(tmp / "data") as url:
+        yield Fleet(url, t0, paths, expected)
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict]:
+    status = main(argv)
+    out = capsys.readouterr().out
+    return status, json.loads(out)
+
+
+def test_every_replica_gets_the_label_check_from_gives_its_recording(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, doc = _json(capsys, fleet.args("--json"))
+    got = {r["replica"]: r["verdict"]["label"] for r in doc["replicas"]}
+    want = {fb.replica_name(i): v.label for i, v in enumerate(fleet.expected)}
+    assert got == want
+    assert len(got) >= 13  # 8 repo recordings + 5 H200 captures
+    # Several recordings are critical bottlenecks: the fleet is flagged, and the exit status says so.
+    assert doc["verdict"]["severity"] == "critical" and status == 1
+
+
+def test_fleet_json_has_a_replica_entry_per_label_value_and_a_fleet_verdict(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, doc = _json(capsys, fleet.args("--json", "--fail-on", "critical"))
+    assert doc["schema_version"] == 1 and doc["kind"] == "fleet"
+    assert set(doc["verdict"]) >= {"label", "severity"}
+    worst = [r["worst_severity"] for r in doc["replicas"]]
+    order = ["critical", "warning", "info", "ok"]
+    assert worst == sorted(worst, key=order.index)  # worst first
+    by_label: dict[str, int] = {}
+    for r in doc["replicas"]:
+        by_label[r["verdict"]["label"]] = by_label.get(r["verdict"]["label"], 0) + 1
+    assert doc["replicas_by_label"] == by_label
+    # The lab recordings have no GPU and no exporter: named per replica, with how to get them.
+    lab = next(
+        r
+        for r in doc["replicas"]
+        if r["replica"] == fb.replica_name(fleet.paths.index(fb.FIXTURES / "vllm-0.32-cpu-lab"))
+    )
+    assert {m["source"] for m in lab["missing_sources"]} == {"gpu", "host", "sockets"}
+    assert all(m["fix"] for m in lab["missing_sources"])
+    # The H200 recordings carry their vLLM version through the exporter's rerank_doctor_info.
+    assert any("0.26.0" in versions for versions in doc["versions"].values())
+
+
+def test_the_number_of_queries_does_not_grow_with_the_fleet(fleet: Fleet) -> None:
+    one = PrometheusClient(fleet.url)
+    every = PrometheusClient(fleet.url)
+    single = diagnose_fleet(one, fleet.window(), selector='{namespace="rerank", pod="rr-0"}')
+    whole = diagnose_fleet(every, fleet.window(), selector=SELECTOR)
+    assert len(single.replicas) == 1 and len(whole.replicas) == len(fleet.paths)
+    assert one.queries == every.queries
+
+
+def test_replicas_whose_last_scrape_is_old_at_the_windows_end_are_named_stale(fleet: Fleet) -> None:
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(250.0), selector=SELECTOR)
+    stale = {s.replica: s.reason for s in report.stale}
+    assert set(stale) == {r.replica for r in report.replicas}
+    assert all(reason.startswith("stale: last scraped") for reason in stale.values())
+
+
+def test_replicas_whose_series_are_gone_by_the_windows_end_are_named_vanished(fleet: Fleet) -> None:
+    # 450 s after the first scrape is past Prometheus' 5-minute lookback from every last scrape.
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(450.0), selector=SELECTOR)
+    assert report.stale and all(s.reason.startswith("vanished") for s in report.stale)
+
+
+def test_a_selector_that_matches_nothing_is_one_line_and_exit_3(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = fleet.args()
+    argv[argv.index(SELECTOR)] = '{namespace="nope"}'
+    assert main(argv) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no vLLM series matching" in err and "--selector" in err
+
+
+def test_text_view_puts_the_worst_replica_first_and_fits_80_columns(fleet: Fleet) -> None:
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(fleet_renderable(report))
+    text = out.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    worst = report.replicas[0]
+    assert worst.report.worst().label == "critical"
+    table_rows = [line for line in text.splitlines() if line.startswith("│ rr-")]
+    assert table_rows[0].startswith(f"│ {worst.replica} ")
+    assert all(row.rstrip().endswith("│") for row in table_rows)  # the whole table fits: nothing cropped
+
+
+@pytest.fixture
+def thanos_like(fleet: Fleet) -> Iterator[str]:
+    """A proxy in front of the real Prometheus that adds the warning Thanos sends with a partial response."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            upstream = requests.get(fleet.url + self.path, timeout=30)
+            doc = upstream.json()
+            doc["warnings"] = ["partial response: store 10.0.0.7:10901 unavailable"]
+            body = json.dumps(doc).encode()
+            self.send_response(upstream.status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_thanos_partial_response_is_a_stated_warning(
+    fleet: Fleet, thanos_like: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = fleet.args("--json")
+    argv[argv.index(fleet.url)] = thanos_like
+    _, doc = _json(capsys, argv)
+    assert doc["warnings"] == ["Prometheus warned: partial response: store 10.0.0.7:10901 unavailable"]
+    assert len(doc["replicas"]) == len(fleet.paths)  # the answer is still used, with the warning beside it
+
+
+def test_watch_prometheus_refreshes_the_fleet_view(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["watch", "--prometheus", fleet.url, "--selector", SELECTOR, "--since", "5m", "--windows", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "replicas, worst first" in out and "rr-0" in out
+
+
+def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_process(fleet: Fleet) -> None:
+    from diagnose.fleet.parallel import diagnose_replicas
+    from diagnose.fleet.run import fetch
+
+    def labels(workers: int) -> dict[str, tuple[str, str | None, int]]:
+        answers = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
+        pairs = diagnose_replicas(
+            answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
+            min_per_worker=1,
+        )  # fmt: skip
+        return {d.replica: (r.verdict.label, r.verdict.rule_id, len(d.bundle.issues)) for d, r in pairs}
+
+    serial, forked = labels(1), labels(2)
+    assert len(serial) == len(fleet.paths)
+    assert forked == serial
