@@ -81,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.pipeline import diagnose, metrics_issue
+    from diagnose.redact import redact_url
     from diagnose.report import Severity
     from diagnose.thresholds import load
 
+    interrupted = False
     thresholds = load(args.thresholds)  # before collecting: a typo should not cost a window
     if args.bundle is not None and args.stress is not None:
         raise DoctorError(
@@ -125,12 +127,21 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             from diagnose.collect.run import collect_to_folder
+            from diagnose.collect.sampler import CollectionInterrupted
 
-            bundle, _ = collect_to_folder(url=args.url, out=None, duration_s=args.duration, **collect_args)
+            try:
+                bundle, _ = collect_to_folder(
+                    url=args.url, out=None, duration_s=args.duration, **collect_args
+                )
+            except CollectionInterrupted as stop:
+                # Ctrl-C / SIGTERM: the report of what was collected, marked (its note), then exit 130.
+                bundle, interrupted = stop.bundle, True
         if not bundle.dumps:
+            if interrupted:
+                raise KeyboardInterrupt  # nothing to report yet: the CLI's plain "interrupted", 130
             first = metrics_issue(bundle)
             raise DoctorError(
-                f"no /metrics from {args.url}" + (f": {first.reason}" if first else ""),
+                f"no /metrics from {redact_url(args.url)}" + (f": {first.reason}" if first else ""),
                 (first.fix if first and first.fix else "check the URL and that vLLM is running"),
                 status=ExitStatus.UNREACHABLE,
             )
@@ -138,5 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = diagnose(bundle, thresholds, source=source)
     show_report(report, as_json=args.json)
+    if interrupted:
+        return int(ExitStatus.INTERRUPTED)
     fail_on = Severity.parse(args.fail_on)
     return int(ExitStatus.FINDINGS if report.worst() >= fail_on else ExitStatus.OK)

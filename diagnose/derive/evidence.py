@@ -557,13 +557,14 @@ def _bool(text: str | None) -> bool | None:
 def _int(text: str | None) -> int | None:
     try:
         return int(float(text)) if text not in (None, "", "None") else None
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc"; "nan"; "1e400" (a flag value is outside input)
         return None
 
 
 def _float(text: str | None) -> float | None:
     try:
-        return float(text) if text not in (None, "", "None") else None
+        value = float(text) if text not in (None, "", "None") else None
+        return value if value is None or math.isfinite(value) else None
     except ValueError:
         return None
 

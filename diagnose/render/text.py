@@ -54,6 +54,7 @@ def verdict_panel(report: Report) -> Panel:
     decided = next((f for f in report.findings if f.rule_id == v.rule_id), None)
     if decided is not None:
         lines.append(Text(decided.title))
+    lines.extend(Text(f"note: {note}", style="yellow") for note in report.notes)
     where = report.source or "unknown source"
     window = f", {report.window_s:.0f} s window" if report.window_s else ""
     return Panel(Group(*lines), title="rerank-doctor verdict", subtitle=Text(f"{where}{window}"), expand=True)

@@ -106,7 +106,9 @@ def parse_target(url: str, endpoint: str | None, yes_really: bool = False) -> Ta
     try:
         port = parts.port
     except ValueError as err:
-        raise DoctorError(f"--url has a bad port ({err})", "pass e.g. --url http://127.0.0.1:8000") from err
+        raise DoctorError(
+            f"--url has a bad port ({err})", "pass e.g. --url http://127.0.0.1:8000", ExitStatus.USAGE
+        ) from err
     path = parts.path.rstrip("/")
     for known in sorted(ENDPOINTS, key=len, reverse=True):
         if path.endswith(known):
@@ -215,7 +217,9 @@ class LoadConfig:
         if self.query_words < 1:
             raise DoctorError("--query-words must be at least 1", "use e.g. 12", ExitStatus.USAGE)
         if self.top_n is not None and self.top_n < 1:
-            raise DoctorError("--top-n must be at least 1", "leave it out to get every document back")
+            raise DoctorError(
+                "--top-n must be at least 1", "leave it out to get every document back", ExitStatus.USAGE
+            )
         if target.endpoint in SCORE_ENDPOINTS and self.top_n is not None:
             raise DoctorError(
                 f"--top-n is a rerank field; {target.endpoint} has none",
