@@ -28,16 +28,34 @@ from diagnose.exit_status import ExitStatus
 from diagnose.metrics.exposition import parse_text
 from diagnose.readings import Bundle
 
-SEED = Path(__file__).parent / "fixtures" / "gpu-h200-0.6b-1api-closed" / "bundle"
+RECORDED = Path(__file__).parent / "fixtures" / "gpu-h200-0.6b-1api-closed" / "bundle"
+
+
+def _small_seed() -> Path:
+    """The recorded bundle with its first two /metrics dumps only: every reader still has its real file,
+    and an example costs milliseconds (the seven dumps would be most of the module's time)."""
+    seed = Path(tempfile.mkdtemp(prefix="fuzz-seed-")) / "bundle"
+    shutil.copytree(RECORDED, seed)
+    text = (RECORDED / "metrics.prom").read_text()
+    marks = [
+        i for i in range(len(text)) if text.startswith("### capture", i) and (i == 0 or text[i - 1] == "\n")
+    ]
+    (seed / "metrics.prom").write_text(text[: marks[2]] if len(marks) > 2 else text)
+    return seed
+
+
+SEED = _small_seed()
 
 FUZZ = settings(
     derandomize=True,
     database=None,
     deadline=None,
-    max_examples=150,
+    max_examples=60,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-FEW = settings(FUZZ, max_examples=60)
+FEW = settings(FUZZ, max_examples=30)
+# The parser and the splitter need no bundle on disk: an example costs microseconds, so many more.
+MANY = settings(FUZZ, max_examples=200)
 
 # What a cell of a damaged CSV or a bad JSON value really looks like: not random unicode alone, but the
 # numbers that break float()/int() and the words people type.
@@ -216,7 +234,7 @@ marker_times = (
 )
 
 
-@FUZZ
+@MANY
 @given(
     parts=st.lists(st.tuples(marker_times, st.text(max_size=40)), max_size=6),
     lead=st.text(max_size=20),
@@ -233,7 +251,7 @@ def test_split_dumps_gives_dumps_at_finite_times_or_a_stated_problem(
         assert isinstance(dump.text, str)
 
 
-@FUZZ
+@MANY
 @given(text=st.text(max_size=400))
 def test_split_dumps_never_raises_on_any_text(text: str) -> None:
     for dump in split_dumps(text, 1.0):
@@ -265,7 +283,7 @@ def damaged_exposition(draw: st.DrawFn) -> str:
     return "\n".join(lines) + draw(st.sampled_from(["\n", ""]))
 
 
-@FUZZ
+@MANY
 @given(text=damaged_exposition())
 def test_damaged_exposition_parses_with_every_unreadable_line_counted(text: str) -> None:
     parsed = parse_text(text)
@@ -274,7 +292,7 @@ def test_damaged_exposition_parses_with_every_unreadable_line_counted(text: str)
     assert (parsed.unreadable_lines > 0) == (parsed.first_unreadable is not None)
 
 
-@FUZZ
+@MANY
 @given(text=st.text(max_size=600) | st.binary(max_size=600).map(lambda b: b.decode("utf-8", "replace")))
 def test_parser_never_raises_on_any_text(text: str) -> None:
     parsed = parse_text(text)

@@ -8,8 +8,6 @@ column so that no zone has to be guessed.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Iterable
 
@@ -21,6 +19,7 @@ from diagnose.bundle.values import (
     POWER_W_MAX,
     BadValue,
     bounded,
+    csv_rows,
     number,
     t_unix,
     whole,
@@ -82,7 +81,7 @@ def parse_nvidia_smi_csv(text: str) -> tuple[list[GpuSample], list[str]]:
     (nvidia-smi prints one row per GPU per interval).
     """
     problems: list[str] = []
-    rows = list(csv.reader(io.StringIO(text), skipinitialspace=True))
+    rows = csv_rows(text, skipinitialspace=True)
     if not rows:
         return [], ["nvidia-smi log is empty"]
     header = [h.split(" [")[0].strip() for h in rows[0]]

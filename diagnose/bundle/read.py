@@ -6,8 +6,6 @@ missing and why) rather than an error, except a folder with nothing usable in it
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from diagnose.bundle.values import (
     T_UNIX_MAX,
     BadValue,
     Problems,
+    csv_rows,
     json_bool,
     json_number,
     json_text,
@@ -101,13 +100,8 @@ def _read_text(path: Path, issues: list[CollectorIssue], collector: str) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def _csv_rows(text: str) -> list[list[str]]:
-    # A NUL byte or a stray quote must not stop the reader: csv raises on NUL, so drop it first.
-    return list(csv.reader(io.StringIO(text.replace("\0", ""))))
-
-
 def _read_processes(path: Path, issues: list[CollectorIssue]) -> list[ProcessSample]:
-    rows = _csv_rows(_read_text(path, issues, "host"))
+    rows = csv_rows(_read_text(path, issues, "host"))
     if not rows:
         return []
     col = {name.strip(): i for i, name in enumerate(rows[0])}
@@ -160,7 +154,7 @@ def _add(issues: list[CollectorIssue], issue: CollectorIssue | None) -> None:
 
 
 def _dict_rows(path: Path, issues: list[CollectorIssue], collector: str) -> list[tuple[int, dict[str, str]]]:
-    rows = _csv_rows(_read_text(path, issues, collector))
+    rows = csv_rows(_read_text(path, issues, collector))
     if not rows:
         return []
     header = [h.strip() for h in rows[0]]

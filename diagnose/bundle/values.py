@@ -9,6 +9,8 @@ first was, so a 10,000-row file of garbage is one line in the report, not 10,000
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from typing import Any
@@ -123,6 +125,17 @@ def optional_whole(text: str | None, what: str, hi: int, problems: Problems, whe
     except BadValue as bad:
         problems.add(where, f"{bad}, taken as unknown")
         return None
+
+
+def csv_rows(text: str, *, skipinitialspace: bool = False) -> list[list[str]]:
+    """CSV rows that never raise: NUL bytes dropped, lone carriage returns read as line ends, and a
+    line the csv module refuses (a quote left open) split on commas as it stands."""
+    text = text.replace("\0", "").replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        return list(csv.reader(io.StringIO(text), skipinitialspace=skipinitialspace))
+    except csv.Error:
+        split = [line.split(",") for line in text.split("\n") if line]
+        return [[cell.lstrip() for cell in row] for row in split] if skipinitialspace else split
 
 
 # --- JSON ---------------------------------------------------------------------------------------------
