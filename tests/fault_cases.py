@@ -156,6 +156,7 @@ def live_cases() -> list[Case]:
     cases = [
         Case("live-ok", "a real vLLM 0.32 exposition", (0, 1), _live_check(ok)),
         Case("live-ok-json", "the same, --json", (0, 1), _live_check(ok, "--json")),
+        Case("live-collect-ok", "collect from a real exposition: the bundle files", (0,), _live_collect(ok)),
         Case(
             "live-stall-after-headers",
             "headers, then silence",

@@ -311,3 +311,26 @@ def test_server_info_is_asked_again_only_every_n_windows_unless_it_failed() -> N
     assert cached.server_info()[0].healthy is False
     cached.server_info()
     assert source.calls == 4  # an unhealthy answer is not cached: asked again at the next window
+
+
+def test_a_hundred_scrapers_connecting_at_once_are_all_queued_by_the_kernel() -> None:
+    # prometheus_client's server listens with a backlog of 5: while it is busy, the 6th connect's SYN is
+    # dropped and the client retries after ~1 s. Ours queues them all: with the server not accepting at
+    # all, every one of 100 connects still completes its handshake at once.
+    import socket
+
+    from diagnose.exporter.server import make_exporter_server
+
+    server = make_exporter_server(build_registry(ReportCollector(ExporterState())), bind="127.0.0.1", port=0)
+    clients = []
+    try:
+        for _ in range(100):
+            client = socket.socket()
+            client.settimeout(3.0)  # a dropped SYN is retried after 1 s, then 3 s: a full queue fails here
+            client.connect(server.server_address[:2])
+            clients.append(client)
+    finally:
+        for client in clients:
+            client.close()
+        server.server_close()
+    assert len(clients) == 100
