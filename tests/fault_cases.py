@@ -465,6 +465,13 @@ def bundle_cases() -> list[Case]:
     return cases
 
 
+def _deep_pairs() -> tuple[int, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = Path(tmp) / "pairs.json"
+        pairs.write_text("[" * 100_000 + "]" * 100_000)
+        return run_cli(["bypass", "--pairs", str(pairs), "--url", "http://127.0.0.1:1", "--model", tmp])
+
+
 def usage_cases() -> list[Case]:
     cases = [
         Case(
@@ -486,6 +493,9 @@ def usage_cases() -> list[Case]:
             lambda: run_cli(["stress", "--url", "http://127.0.0.1:99999"]),
         ),
     ]
+    cases.append(
+        Case("pairs-deeply-nested", "bypass --pairs with [[[[...]]]] 100,000 deep", (4,), _deep_pairs)
+    )
     for case in cases:
         case.tags.add("usage")
     return cases
