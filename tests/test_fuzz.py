@@ -305,3 +305,21 @@ def test_parser_never_raises_on_any_text(text: str) -> None:
 def test_a_bundle_of_damaged_dumps_reads_or_states_a_problem(content: str) -> None:
     body = "".join(f"### capture t_unix={1795451668.0 + 5 * i}\n{content}\n" for i in range(2))
     read_mutated({"metrics.prom": body.encode("utf-8", "surrogatepass")})
+
+
+@MANY
+@given(
+    parts=st.lists(st.tuples(marker_times, st.text(alphabet='ab c#{}="1\n\r.', max_size=40)), max_size=6),
+    lead=st.text(alphabet="ab 1\n", max_size=10),
+)
+def test_the_streaming_reader_yields_the_same_dumps_as_the_splitter(
+    parts: list[tuple[str, str]], lead: str
+) -> None:
+    from diagnose.bundle.stream import stream_dumps
+
+    text = lead + "".join(f"### capture t_unix={t}\n{body}\n" for t, body in parts)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "metrics.prom"
+        path.write_bytes(text.encode())
+        streamed = list(stream_dumps(path, 100.0))
+    assert streamed == split_dumps(text, 100.0)
