@@ -334,3 +334,21 @@ def test_a_hundred_scrapers_connecting_at_once_are_all_queued_by_the_kernel() ->
             client.close()
         server.server_close()
     assert len(clients) == 100
+
+
+def test_a_metrics_endpoint_answering_json_is_vllm_down_not_a_healthy_window() -> None:
+    from http_servers import Route, serve
+
+    routes: dict[str, Route | list[Route]] = {
+        "/health": Route(body=b""),
+        "/version": Route(body=b'{"version":"0.32.0"}', content_type="application/json"),
+        "/v1/models": Route(body=b'{"data":[{"id":"m"}]}', content_type="application/json"),
+        "/metrics": Route(body=b'{"object":"list","data":[]}', content_type="application/json"),
+    }
+    state = ExporterState()
+    with serve(routes) as url:
+        loop = CollectionLoop(url, state, window_s=0.3, interval_s=0.1, use_gpu=False, timeout_s=2.0)
+        assert loop.run_once() is False
+    view = state.view()
+    assert view.collector_up.get("vllm") is False
+    assert "json" in (view.last_error or "").lower()
