@@ -338,7 +338,7 @@ def _read_metrics(path: Path, issues: list[CollectorIssue]) -> list[MetricsDump]
         parsed = parse_dump(dump)
         verdict = exposition_problem(parsed)
         if verdict is not None:
-            problems.add(f"dump {n}", f"{verdict}; that dump is skipped")
+            problems.add(f"dump {n}", f"{verdict}; that dump is skipped" if len(dumps) > 1 else verdict)
             continue
         kept.append(dump)
         if parsed.unreadable_lines:

@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 raise KeyboardInterrupt  # nothing to report yet: the CLI's plain "interrupted", 130
             first = metrics_issue(bundle)
             raise DoctorError(
-                f"no /metrics from {redact_url(args.url)}" + (f": {first.reason}" if first else ""),
+                f"no /metrics: {first.reason}" if first else f"no /metrics from {redact_url(args.url)}",
                 (first.fix if first and first.fix else "check the URL and that vLLM is running"),
                 status=ExitStatus.UNREACHABLE,
             )

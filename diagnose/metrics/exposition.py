@@ -136,7 +136,9 @@ class _Problems:
 
 
 def _snippet(line: str) -> str:
-    return repr(line if len(line) <= _SNIPPET_CHARS else line[:_SNIPPET_CHARS] + "...")
+    cut = line if len(line) <= _SNIPPET_CHARS else line[:_SNIPPET_CHARS] + "..."
+    # Binary garbage must not reach a terminal as control characters: escape it all then.
+    return repr(cut) if cut.isprintable() else ascii(cut)
 
 
 def _not_an_exposition(text: str) -> str | None:
@@ -175,7 +177,9 @@ def parse_text(text: str, t_unix: float = 0.0, *, finite_only: bool = False) -> 
     verdict = _not_an_exposition(text)
     if verdict is not None:
         lines_lost = sum(1 for line in text.split("\n") if line.strip())
-        return ParsedDump(t_unix, types, samples, [verdict], helps, lines_lost, f"line 1: {verdict}", verdict)
+        # The problem line keeps the advice; the verdict says what answered (messages add their own fix).
+        short = verdict.partition(";")[0]
+        return ParsedDump(t_unix, types, samples, [verdict], helps, lines_lost, f"line 1: {short}", short)
 
     cache = _series_cache
     lines = text.split("\n")
