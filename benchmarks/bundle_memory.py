@@ -8,8 +8,8 @@ streaming reader, at 10, 1,000 and 10,000 dumps and for one 200 MB dump, beside 
 
 Each measurement runs in a fresh interpreter (peak RSS from getrusage, so one run's heap cannot hide
 another's); the interpreter's own baseline (imports only) is printed too. Input: the lab's recorded
-vLLM 0.32 /metrics (tests/fixtures/vllm-0.32-cpu-lab, 54 KB) repeated with increasing counters' times;
-the 200 MB dump repeats its series with a distinct label so that no line is a duplicate.
+vLLM 0.32 /metrics (tests/fixtures/vllm-0.32-cpu-lab, its second dump: 52 KB) repeated at times 5 s
+apart; the 200 MB dump repeats its series with a distinct label so that no line is a duplicate.
 
 Run: python benchmarks/bundle_memory.py [--dumps 10 1000 10000] [--big-mb 200]
 """
@@ -62,10 +62,16 @@ def run(mode: str, folder: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def lab_dump() -> str:
+    """The lab's second dump (after traffic): one /metrics body, no marker."""
+    from diagnose.bundle import split_dumps
+
+    return split_dumps(LAB.read_text())[-1].text
+
+
 def write_dumps(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True)
-    body = LAB.read_text()
-    body = body[body.index("\n") + 1 :] if body.startswith("### capture") else body
+    body = lab_dump()
     with (folder / "metrics.prom").open("w") as handle:
         for i in range(count):
             handle.write(f"### capture t_unix={1_800_000_000 + 5 * i:.3f}\n")
@@ -75,7 +81,7 @@ def write_dumps(folder: Path, count: int) -> Path:
 
 def write_big_dump(folder: Path, megabytes: int) -> Path:
     folder.mkdir(parents=True)
-    samples = [line for line in LAB.read_text().splitlines() if line and not line.startswith("#")]
+    samples = [line for line in lab_dump().splitlines() if line and not line.startswith("#")]
     labelled = [
         re.sub(
             r"^([^{\s]+)(\{?)", lambda m: m.group(1) + '{copy="%d"' + ("," if m.group(2) else "}"), s, count=1

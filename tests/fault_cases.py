@@ -30,7 +30,8 @@ from http_servers import Route, closed_port_url, serve, silent_listener  # noqa:
 # A real bundle, recorded by `rerank-doctor collect` on an H200 (see its README).
 SEED_BUNDLE = HERE / "fixtures" / "gpu-h200-0.6b-1api-closed" / "bundle"
 # A real vLLM 0.32 /metrics from the CPU lab (see its README).
-REAL_EXPOSITION = (HERE / "fixtures" / "vllm-0.32-cpu-lab" / "metrics.prom").read_bytes()
+_LAB = (HERE / "fixtures" / "vllm-0.32-cpu-lab" / "metrics.prom").read_text()
+REAL_EXPOSITION = _LAB[_LAB.rindex("### capture") :].split("\n", 1)[1].encode()  # its second dump
 
 SECRET = "LEAK"  # in every password, token and key the cases pass; never in any output
 PASSWORD, QUERY_TOKEN, API_KEY, SECOND_KEY = "pw-LEAK-1", "tok-LEAK-2", "key-LEAK-3", "key-LEAK-4"
