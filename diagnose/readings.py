@@ -81,6 +81,21 @@ class SocketCensus:
 
 
 @dataclass(frozen=True, slots=True)
+class TcpTotals:
+    """Host-wide TCP counts from /proc/net/sockstat or `ss -s`. None where the source does not say.
+
+    Every process on the host counts here, not only vLLM: a census on the serving port is better evidence.
+    """
+
+    time_wait: int | None  # sockstat "tw", ss "timewait"
+    established: int | None = None  # ss "estab" (sockstat has no such count)
+    orphaned: int | None = None  # sockstat "orphan", ss "orphaned": closed by the app, not yet by the peer
+    in_use: int | None = None  # sockstat "inuse": TCP sockets other than TIME_WAIT
+    total: int | None = None  # ss "TCP: N" (includes TIME_WAIT and closed)
+    source: str = ""  # "ss -s" or "/proc/net/sockstat"
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorIssue:
     """Why a collector produced nothing (or stopped): a value, not an exception.
 
@@ -104,6 +119,7 @@ class ServerInfo:
     model_id: str | None = None
     max_model_len: int | None = None
     flags: str | None = None  # the vLLM command line, secrets redacted
+    env: dict[str, str] = field(default_factory=dict)  # VAR=value set for the server (flags.txt), redacted
     pids: list[int] = field(default_factory=list)  # the vLLM processes found (API servers, engine core...)
 
 
@@ -120,6 +136,8 @@ class Bundle:
     issues: list[CollectorIssue] = field(default_factory=list)
     # Host-wide socket totals from a hand-run `ss -s` / /proc/net/sockstat, when that is all there is.
     sockstat_text: str | None = None
+    # The same, parsed (diagnose/bundle/sockstat.py): the host-wide census when no per-port one exists.
+    host_tcp: TcpTotals | None = None
     # The client's view of the same window, when a `stress` run drove it: LoadReport.to_dict() (stress.json).
     stress: dict[str, Any] | None = None
     # The bypass step over the same model and pairs: BypassReport.to_dict() (bypass.json), when it ran.

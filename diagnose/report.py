@@ -35,8 +35,16 @@ class Severity(IntEnum):
 # reading stood in for the usual one; "low": a provisional rule, not yet established on a real server.
 CONFIDENCES = ("low", "medium", "high")
 
-# The labels of the method (DESIGN.md §1); a verdict is one of them.
-LABELS = ("gpu", "cpu", "network", "cache-thrash", "io", "config", "failures", "healthy")
+# The labels of the method (DESIGN.md §1); a verdict is one of them. "undetermined": a symptom (past
+# capacity) with no measured cause over its line; the verdict then says which reading is missing.
+LABELS = ("gpu", "cpu", "network", "cache-thrash", "io", "config", "failures", "undetermined", "healthy")
+
+# What a finding is, in the USE method's terms. A "cause" is a resource at or past its limit
+# (utilization, saturation, errors of one resource): causes set the verdict's label. A "symptom" (queue
+# time, HTTP latency, failures) is what every bottleneck looks like: symptoms set how urgent the verdict
+# is, never which resource it names. "advice" (request pattern, settings) explains or tunes; it never
+# decides the verdict.
+KINDS = ("cause", "symptom", "advice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,9 @@ class Finding:
     suggestions: list[Suggestion] = field(default_factory=list)
     confidence: str = "high"  # one of CONFIDENCES
     provisional: bool = False  # the rule's signature is not yet established on a real server
+    kind: str = "cause"  # one of KINDS
+    # For a cause: how close its resource is to its limit (1.0 = at the limit), to rank causes.
+    utilization: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,9 @@ class Verdict:
     severity: Severity
     confidence: str  # one of CONFIDENCES
     rule_id: str | None  # the finding that decided it; None for "healthy" with no finding at all
+    why: str = ""  # one line: the binding cause and the symptom it produces, or what is not measured
+    contributing: tuple[str, ...] = ()  # the other causes at warning or worse, ranked (rule ids)
+    symptom: str | None = None  # the worst symptom's rule id, when one is at warning or worse
 
 
 @dataclass(slots=True)

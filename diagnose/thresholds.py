@@ -53,6 +53,9 @@ DEFAULTS: dict[str, dict[str, float]] = {
         "busy_warning_pct": 85.0,
         "busy_critical_pct": 95.0,
     },
+    # The model's compute on a CPU build: "requests wait" is the queueing table's definition and "the host
+    # is saturated" the cpu-host table's, read from there so each line is defined once.
+    "cpu-model": {},
     "queueing": {
         # Mean time in vLLM's queue (vllm:request_queue_time_seconds): 0.2 s is the P95 queue alert's
         # warning level; a queue at least half the inference time is more than a burst being absorbed.

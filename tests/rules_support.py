@@ -7,14 +7,13 @@ on it; each rule test changes what its rule reads and asserts one severity.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from diagnose.derive.evidence import Evidence
+from diagnose.derive.evidence import SECTIONS, Evidence
+from diagnose.derive.section import build, field_names
 from diagnose.report import Finding, Severity
 from diagnose.rules.base import Rule, skip_reason
 from diagnose.thresholds import Thresholds
 
-HEALTHY = Evidence(
+HEALTHY_VALUES: dict[str, object] = dict(
     window_s=60.0,
     dumps=13,
     queue_mean_s=0.002,
@@ -88,18 +87,35 @@ HEALTHY = Evidence(
     flag_data_parallel_size=1,
     flag_max_model_len=1024,
     flag_disable_log_stats=False,
-    missing={"disk_busy_max_pct": "disk IO is not collected yet"},
+    disk_busy_max_pct=None,
 )
+HEALTHY_MISSING = {"disk_busy_max_pct": "disk IO is not collected yet"}
 
 
-def evidence(**changes: object) -> Evidence:
-    """The healthy default with `changes` applied (fields set to None get a reason in `missing`)."""
-    ev = replace(HEALTHY, **changes)  # type: ignore[arg-type]
-    ev.missing = dict(HEALTHY.missing)
+def flat_evidence(values: dict[str, object], missing: dict[str, str]) -> Evidence:
+    """An Evidence from numbers by field name (names are unique across sections); `missing` gives the
+    reason for a None, as a deriver would."""
+    top = {k: values[k] for k in ("window_s", "dumps") if k in values}
+    unknown = set(values) - set(top) - {n for cls in SECTIONS.values() for n in field_names(cls)}
+    assert not unknown, f"not Evidence numbers: {sorted(unknown)}"
+    sections = {
+        attr: build(cls, {n: values[n] for n in field_names(cls) if n in values}, missing)
+        for attr, cls in SECTIONS.items()
+    }
+    return Evidence(**top, **sections)  # type: ignore[arg-type]
+
+
+HEALTHY = flat_evidence(HEALTHY_VALUES, HEALTHY_MISSING)
+
+
+def evidence(why: dict[str, str] | None = None, **changes: object) -> Evidence:
+    """The healthy default with `changes` applied (fields set to None get a reason: `why`'s, else a
+    test's)."""
+    missing = dict(HEALTHY_MISSING)
     for name, value in changes.items():
         if value is None:
-            ev.missing[name] = f"test: {name} unknown"
-    return ev
+            missing[name] = (why or {}).get(name, f"test: {name} unknown")
+    return flat_evidence({**HEALTHY_VALUES, **changes}, missing)
 
 
 def analyze(rule: Rule, thresholds: Thresholds | None = None, **changes: object) -> Finding | None:

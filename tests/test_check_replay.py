@@ -14,7 +14,7 @@ import pytest
 
 from diagnose.bundle import read_bundle
 from diagnose.commands import check
-from diagnose.derive.evidence import ClientView, build_evidence
+from diagnose.derive.evidence import StressSummary, build_evidence
 from diagnose.errors import DoctorError
 from diagnose.report import Severity
 from diagnose.rules.engine import run_rules
@@ -82,7 +82,9 @@ def test_s3_and_s4_capacity_waits_are_read_as_the_token_budget_not_kv_thrash(cap
 def test_s3_client_latency_matches_the_server_so_there_is_no_network_finding(captures_dir):
     # The load client's own view, from the capture's load_result.json (mean 9,751.7 ms, p95 10,440.5 ms).
     result = json.loads((captures_dir / "s3_gpu_saturated_c64_d80_w300" / "load_result.json").read_text())
-    client = ClientView(mean_s=result["lat_ms_mean"] / 1000, p95_s=result["lat_ms_p95"] / 1000)
+    client = StressSummary(
+        latency_mean_s=result["lat_ms_mean"] / 1000, latency_p95_s=result["lat_ms_p95"] / 1000
+    )
     report = diagnose(captures_dir / "s3_gpu_saturated_c64_d80_w300", client=client)
     assert "network-latency" not in {s.rule_id for s in report.skipped}
     assert all(f.label != "network" for f in report.findings)

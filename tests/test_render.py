@@ -21,8 +21,12 @@ def render(renderable) -> str:
 
 
 def test_text_report_shows_verdict_findings_numbers_knobs_and_skipped_rules():
-    ev = evidence(api_server_cpu_mean_pct=104.0, http_mean_s=2.5, gpu_util_median_pct=None)
-    ev.missing["gpu_util_median_pct"] = "needs NVML: no GPU on this host"
+    ev = evidence(
+        why={"gpu_util_median_pct": "needs NVML: no GPU on this host"},
+        api_server_cpu_mean_pct=104.0,
+        http_mean_s=2.5,
+        gpu_util_median_pct=None,
+    )
     out = render(report_renderable(run_rules(ev, source="http://127.0.0.1:8000")))
     assert "rerank-doctor verdict" in out and "CRITICAL" in out and "confidence high" in out
     assert "cpu-api-server" in out and "frontend_ratio" in out
@@ -85,7 +89,15 @@ def test_json_has_schema_version_first_and_stable_key_order():
         "notes",  # added at the end: compatible with schema_version 1
     ]
     assert data["schema_version"] == SCHEMA_VERSION
-    assert list(data["verdict"]) == ["label", "severity", "confidence", "rule_id"]
+    assert list(data["verdict"]) == [
+        "label",
+        "severity",
+        "confidence",
+        "rule_id",
+        "why",
+        "contributing",
+        "symptom",
+    ]
     assert list(data["findings"][0]) == [
         "rule_id",
         "label",
@@ -97,9 +109,11 @@ def test_json_has_schema_version_first_and_stable_key_order():
         "detail",
         "numbers",
         "suggestions",
+        "kind",
+        "utilization",
     ]
     assert list(data["findings"][0]["suggestions"][0]) == ["flag", "direction", "current", "proposed", "why"]
-    assert data["verdict"] == {
+    assert {k: data["verdict"][k] for k in ("label", "severity", "confidence", "rule_id")} == {
         "label": "cpu",
         "severity": "critical",
         "confidence": "high",

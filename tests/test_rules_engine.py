@@ -42,8 +42,7 @@ def test_findings_are_ordered_worst_first_then_by_step():
 
 
 def test_missing_evidence_skips_the_rule_and_keeps_the_reason():
-    ev = evidence(gpu_util_median_pct=None)
-    ev.missing["gpu_util_median_pct"] = "needs NVML: no GPU on this host"
+    ev = evidence(why={"gpu_util_median_pct": "needs NVML: no GPU on this host"}, gpu_util_median_pct=None)
     report = run_rules(ev)
     skipped = {s.rule_id: s.reason for s in report.skipped}
     assert skipped["gpu"] == "needs gpu_util_median_pct: needs NVML: no GPU on this host"

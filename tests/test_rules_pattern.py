@@ -40,8 +40,7 @@ def test_tiny_pairs_are_called_out():
 
 
 def test_request_shape_is_skipped_when_no_call_was_made():
-    ev = evidence(docs_per_call=None)
-    ev.missing["docs_per_call"] = "no calls in the window"
+    ev = evidence(why={"docs_per_call": "no calls in the window"}, docs_per_call=None)
     assert skip_reason(SHAPE, ev) == "needs docs_per_call: no calls in the window"
 
 

@@ -65,8 +65,7 @@ def test_gpu_brief_spikes_do_not_count_when_the_median_is_low():
 
 
 def test_gpu_rule_is_skipped_with_the_nvml_reason_when_there_is_no_gpu():
-    ev = evidence(gpu_util_median_pct=None)
-    ev.missing["gpu_util_median_pct"] = "needs NVML: no GPU on this host"
+    ev = evidence(why={"gpu_util_median_pct": "needs NVML: no GPU on this host"}, gpu_util_median_pct=None)
     assert skip_reason(GPU, ev) == "needs gpu_util_median_pct: needs NVML: no GPU on this host"
 
 

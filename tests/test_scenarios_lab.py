@@ -120,7 +120,7 @@ def test_idle_lab_is_healthy_with_no_warning(fast_lab: LabServer) -> None:
     report, evidence = diagnose(fast_lab, None, window_s=8.0)
     assert report.verdict.label == "healthy", warnings(report)
     assert warnings(report) == []
-    assert evidence.calls_delta == 0
+    assert evidence.traffic.calls_delta == 0
     assert finding(report, "healthy").title.startswith("Idle")
 
 
@@ -128,15 +128,15 @@ def test_low_rate_under_capacity_is_healthy_with_no_warning(low_rate: tuple[Repo
     report, evidence = low_rate
     assert report.verdict.label == "healthy", warnings(report)
     assert warnings(report) == []
-    assert evidence.calls_delta and evidence.calls_delta > 0
-    assert evidence.queue_mean_s is not None and evidence.queue_mean_s < 0.2
+    assert evidence.traffic.calls_delta and evidence.traffic.calls_delta > 0
+    assert evidence.latency.queue_mean_s is not None and evidence.latency.queue_mean_s < 0.2
 
 
 def test_prompts_far_below_max_model_len_get_a_lower_max_model_len(low_rate: tuple[Report, Evidence]) -> None:
     # The lab runs --max-model-len 2048; ~120-token pairs (p99 < 256) are 8× and more below it.
     report, evidence = low_rate
-    assert evidence.max_model_len == 2048
-    assert evidence.prompt_tokens_p99 is not None and evidence.prompt_tokens_p99 <= 256
+    assert evidence.config.max_model_len == 2048
+    assert evidence.shape.prompt_tokens_p99 is not None and evidence.shape.prompt_tokens_p99 <= 256
     max_len = finding(report, "max-model-len")
     (suggestion,) = max_len.suggestions
     assert (suggestion.flag, suggestion.direction, suggestion.current) == ("--max-model-len", "lower", "2048")
@@ -154,7 +154,8 @@ def test_a_new_connection_per_call_floods_time_wait_and_is_diagnosed_as_network(
         new_connection_per_request=True,
     )
     report, evidence = diagnose(fast_lab, load, window_s=20.0)
-    assert evidence.time_wait_on_port_max is not None and evidence.time_wait_on_port_max >= 1000
+    time_wait = evidence.sockets.time_wait_on_port_max
+    assert time_wait is not None and time_wait >= 1000
     assert report.verdict.label == "network", warnings(report)
     assert finding(report, "network-connections").severity >= Severity.WARNING
     assert "client: HTTP keep-alive" in flags_suggested(report, "network")
@@ -169,14 +170,14 @@ def test_many_tiny_documents_past_capacity_are_diagnosed_as_cpu(fast_lab: LabSer
     # the API server itself reaches its busy line (a machine with cores to spare).
     load = LoadConfig(rate_per_s=20, docs=IntRange(50, 50), words=IntRange(1, 1), query_words=1)
     report, evidence = diagnose(fast_lab, load)
-    assert evidence.prompt_tokens_per_pair is not None and evidence.prompt_tokens_per_pair < 16
+    assert evidence.shape.prompt_tokens_per_pair is not None and evidence.shape.prompt_tokens_per_pair < 16
     assert report.verdict.label == "cpu", warnings(report)
-    assert evidence.api_server_cpu_mean_pct is not None and evidence.api_server_cpu_mean_pct >= 40
-    api_bound = (evidence.api_server_cpu_mean_pct or 0) >= 85
+    assert evidence.cpu.api_server_cpu_mean_pct is not None and evidence.cpu.api_server_cpu_mean_pct >= 40
+    api_bound = (evidence.cpu.api_server_cpu_mean_pct or 0) >= 85
     if api_bound:
         assert "--api-server-count" in flags_suggested(report, "cpu")
     else:
-        assert evidence.host_cpu_mean_pct is not None and evidence.host_cpu_mean_pct >= 85
+        assert evidence.cpu.host_cpu_mean_pct is not None and evidence.cpu.host_cpu_mean_pct >= 85
         assert finding(report, "cpu-host").severity >= Severity.WARNING
 
 
@@ -185,9 +186,9 @@ def test_past_capacity_queueing_is_diagnosed_with_more_engines_suggested(fast_la
     # seconds for ~0.4 s of work. Overload last on this server (the queue is drained before each window).
     load = LoadConfig(concurrency=16, docs=IntRange(20, 20), words=IntRange(50, 50))
     report, evidence = diagnose(fast_lab, load)
-    assert evidence.queue_mean_s is not None and evidence.inference_mean_s is not None
-    assert evidence.queue_mean_s > evidence.inference_mean_s
-    assert evidence.waiting_max is not None and evidence.waiting_max > 0
+    assert evidence.latency.queue_mean_s is not None and evidence.latency.inference_mean_s is not None
+    assert evidence.latency.queue_mean_s > evidence.latency.inference_mean_s
+    assert evidence.scheduler.waiting_max is not None and evidence.scheduler.waiting_max > 0
     assert report.verdict.label == "cpu", warnings(report)
     queueing = finding(report, "queueing")
     assert queueing.severity >= Severity.WARNING
@@ -219,8 +220,8 @@ def test_a_kv_cache_that_fits_two_pairs_is_diagnosed_as_cache_thrash(start_lab) 
     server = start_lab(["--num-gpu-blocks-override", "20"])
     load = LoadConfig(concurrency=4, docs=IntRange(4, 4), words=IntRange(700, 700))
     report, evidence = diagnose(server, load, window_s=15.0)
-    assert evidence.kv_cache_size_tokens == 2560
-    assert evidence.waiting_capacity_max is not None and evidence.waiting_capacity_max > 0
+    assert evidence.config.kv_cache_size_tokens == 2560
+    assert evidence.scheduler.waiting_capacity_max is not None and evidence.scheduler.waiting_capacity_max > 0
     thrash = finding(report, "cache-thrash")
     assert thrash.severity >= Severity.WARNING and thrash.label == "cache-thrash"
     assert thrash.numbers["kv_fits_pairs"] is not None and float(thrash.numbers["kv_fits_pairs"]) < 4
@@ -266,7 +267,7 @@ def test_scoring_through_completions_is_diagnosed_as_config_generate_endpoint(_l
     evidence = build_evidence(bundle)
     report = run_rules(evidence)
     assert sent["ok"] > 0
-    assert evidence.generation_tokens_delta is not None and evidence.generation_tokens_delta > 0
+    assert evidence.shape.generation_tokens_delta is not None and evidence.shape.generation_tokens_delta > 0
     generate = finding(report, "generate-endpoint")
     assert generate.label == "config" and generate.severity >= Severity.WARNING
     assert ("client endpoint", "/v1/rerank or /score") in {(s.flag, s.proposed) for s in generate.suggestions}

@@ -10,6 +10,7 @@ NVIDIA_SMI = ("nvidia-smi.csv", "nvidia_smi_1s.csv")
 PROCESSES = ("processes.csv", "proc_cpu_1s.csv")
 SOCKSTAT = ("sockstat.txt",)
 SS_S = ("ss-s.txt",)
+SS_TAN = ("ss-tan.txt", "ss-tanp.txt")  # `ss -tan` / `ss -tanp`: read as a census on the serving port
 FLAGS = ("flags.txt", "server_flags_and_load.txt")
 
 # Written by rerank-doctor only; optional when reading.

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from diagnose.bundle import layout
+from diagnose.bundle.launch import flags_from_argv, read_launch
 from diagnose.bundle.nvidia_smi import parse_nvidia_smi_csv
+from diagnose.bundle.sockstat import parse_host_tcp
+from diagnose.bundle.ss_tan import census_on_port, listening_ports, looks_like_ss_tan, parse_ss_tan
 from diagnose.bundle.values import (
     COUNT_MAX,
     CPU_PCT_MAX,
@@ -225,8 +228,41 @@ def _server_from_json(data: Any, problems: Problems) -> ServerInfo:
         model_id=json_text(data, "model_id", problems),
         max_model_len=json_whole(data, "max_model_len", problems, 1, 2**31),
         flags=json_text(data, "flags", problems),
+        env=_env_from_json(data.get("env"), problems),
         pids=pids,
     )
+
+
+def _env_from_json(value: Any, problems: Problems) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        problems.add("env", f"expected an object of text values, found {json_type_name(value)}; left out")
+        return {}
+    return dict(value)
+
+
+def _read_ss_tan(path: Path, server: ServerInfo, issues: list[CollectorIssue]) -> SocketCensus:
+    """A hand-run `ss -tan[p]` as one census, taken when the file was written, on the serving port."""
+    sockets = parse_ss_tan(path.read_text(encoding="utf-8", errors="replace"))
+    flags = flags_from_argv(read_launch(server.flags).argv) if server.flags else {}
+    port_text = flags.get("--port") or ("8000" if server.flags else None)  # vLLM's default port is 8000
+    port = int(port_text) if port_text and port_text.isdigit() else None
+    if port is None:
+        listening = listening_ports(sockets)
+        port = listening[0] if listening else None
+        issues.append(
+            CollectorIssue(
+                0.0,
+                "sockets",
+                f"{path.name}: the serving port is not known from flags.txt; "
+                + (f"taken as :{port}, the listening port with the most sockets" if port else "no listener"),
+                "add flags.txt (the vLLM command line, with its --port)",
+            )
+        )
+    return census_on_port(sockets, port, path.stat().st_mtime)
 
 
 def _read_server(directory: Path, issues: list[CollectorIssue]) -> ServerInfo:
@@ -241,9 +277,20 @@ def _read_server(directory: Path, issues: list[CollectorIssue]) -> ServerInfo:
         _add(issues, problems.issue("input", "those server facts are unknown"))
     flags_path = _find(directory, layout.FLAGS)
     if flags_path and not server.flags:
-        # The captures' server_flags_and_load.txt holds the command line first, then env and load lines.
-        first = flags_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        server.flags = first[0] if first else None
+        # Whatever form was pasted (a shell line, `ps` output, compose or Kubernetes YAML, with comments,
+        # `VAR=value` lines, or the captures' env and load lines after the command): one argv and env.
+        launch = read_launch(flags_path.read_text(encoding="utf-8", errors="replace"))
+        server.flags = launch.command_line if launch.argv else None
+        server.env = server.env or launch.env
+        if not launch.argv:
+            issues.append(
+                CollectorIssue(
+                    0.0,
+                    "server",
+                    f"{flags_path.name} holds no vLLM command line",
+                    "paste the `vllm serve ...` line, `ps -ef | grep vllm` output, or the compose/k8s args",
+                )
+            )
     if server.flags:
         server.flags = redact_command_line(server.flags)
     if server.url:
@@ -433,10 +480,18 @@ def read_bundle(directory: str | Path) -> Bundle:
         bundle.processes = _read_processes(proc_path, issues)
     if (path / layout.SOCKETS).is_file():
         bundle.sockets = _read_sockets(path / layout.SOCKETS, issues)
-    sock_text = _find(path, layout.SS_S + layout.SOCKSTAT)
-    if sock_text:
-        bundle.sockstat_text = sock_text.read_text(encoding="utf-8", errors="replace")
     bundle.server = _read_server(path, issues)
+    sock_text = _find(path, layout.SS_S + layout.SOCKSTAT)
+    ss_tan = _find(path, layout.SS_TAN)
+    if sock_text:
+        text = sock_text.read_text(encoding="utf-8", errors="replace")
+        if looks_like_ss_tan(text) and ss_tan is None:
+            ss_tan = sock_text  # `ss -tan` saved under the `ss -s` name: read what it is
+        else:
+            bundle.sockstat_text = text
+            bundle.host_tcp = parse_host_tcp(text)
+    if ss_tan and not bundle.sockets:
+        bundle.sockets = [_read_ss_tan(ss_tan, bundle.server, issues)]
     bundle.stress = _read_report(path / layout.STRESS, "input", "the client's view", issues)
     bundle.bypass = _read_report(path / layout.BYPASS, "input", "the bypass comparison", issues)
 

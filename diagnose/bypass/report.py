@@ -19,11 +19,13 @@ from diagnose.bypass.compare import (
     UNCORRELATED,
     ScoreAgreement,
 )
+from diagnose.render.json import finding_to_dict
 from diagnose.report import Finding, Severity, Suggestion
+from diagnose.rules.score_agreement import RULE as SCORES
 from diagnose.stress.stats import quantile
 
 SCHEMA_VERSION = 1
-RULE_ID = "bypass_scores"
+RULE_ID = SCORES.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +198,6 @@ class BypassReport:
         }
 
 
-def finding_to_dict(finding: Finding) -> dict[str, Any]:
-    out = asdict(finding)
-    out["severity"] = finding.severity.label
-    return out
-
-
 _WHAT = {
     CONSTANT: "the server gives every pair (nearly) the same score, the model does not",
     UNCORRELATED: "the server ranks the pairs differently from the model",
@@ -275,10 +271,7 @@ def score_finding(agreement: ScoreAgreement, model_dir: str) -> Finding | None:
                 "servers need the same one",
             )
         ]
-    return Finding(
-        rule_id=RULE_ID,
-        label="config",
-        step=4,
+    return SCORES.finding(
         severity=severity,
         title="served scores disagree with the model",
         detail=f"{what}: {agreement.one_line()}",

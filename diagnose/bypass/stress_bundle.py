@@ -11,46 +11,34 @@ from pathlib import Path
 from typing import Any
 
 from diagnose.bypass.report import StressServed
+from diagnose.derive.sections.client import StressSummary
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
 
 STRESS_FILE = "stress.json"
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key)
-    return value if isinstance(value, dict) else {}
-
-
 def parse_stress(doc: Any, path: str) -> StressServed:
     fix = "run `rerank-doctor stress --save BUNDLE` against the server to record one"
-    if not isinstance(doc, dict):
+    summary = StressSummary.from_dict(doc)  # the one reader of stress.json
+    if summary is None:
         raise DoctorError(f"{path} is not a stress report (not a JSON object)", fix, ExitStatus.BAD_INPUT)
-    pairs_per_s = _num(doc.get("pairs_per_s"))
-    if pairs_per_s is None or pairs_per_s <= 0:
+    if summary.pairs_per_s is None or summary.pairs_per_s <= 0:
         raise DoctorError(
             f"{path} has no served pairs/s (pairs_per_s is {doc.get('pairs_per_s')!r}: no call succeeded?)",
             fix,
             ExitStatus.BAD_INPUT,
         )
-    settings = _section(doc, "settings")
-    bodies = _section(doc, "bodies")
-    latency = _section(doc, "latency")
-    concurrency = settings.get("concurrency")
     return StressServed(
         path=path,
-        mode=doc.get("mode") if isinstance(doc.get("mode"), str) else None,
-        pairs_per_s=pairs_per_s,
-        calls_per_s=_num(doc.get("calls_per_s")),
-        docs_per_call_mean=_num(bodies.get("docs_per_call_mean")),
-        concurrency=concurrency if isinstance(concurrency, int) else None,
-        rate_per_s=_num(settings.get("rate_per_s")),
-        latency_p50_s=_num(latency.get("p50_s")),
-        latency_p95_s=_num(latency.get("p95_s")),
+        mode=summary.mode,
+        pairs_per_s=summary.pairs_per_s,
+        calls_per_s=summary.calls_per_s,
+        docs_per_call_mean=summary.docs_per_call_mean,
+        concurrency=summary.concurrency,
+        rate_per_s=summary.rate_per_s,
+        latency_p50_s=summary.latency_p50_s,
+        latency_p95_s=summary.latency_p95_s,
     )
 
 

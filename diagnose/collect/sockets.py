@@ -26,10 +26,13 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-from diagnose.readings import CollectorIssue, SocketCensus
+from diagnose.bundle.sockstat import parse_sockstat, parse_ss_s
+from diagnose.readings import CollectorIssue, SocketCensus, TcpTotals
+
+# Re-exported: tests and callers import the host-wide parsers from here too.
+__all__ = ["SocketSource", "TcpTotals", "parse_proc_net_tcp", "parse_sockstat", "parse_ss_s"]
 
 # The kernel's TCP states (include/net/tcp_states.h), as /proc/net/tcp prints them in hex.
 TCP_STATES: dict[int, str] = {
@@ -88,51 +91,7 @@ def parse_proc_net_tcp(text: str, port: int | None) -> tuple[dict[str, int], dic
 # ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TcpTotals:
-    """Host-wide TCP counts from /proc/net/sockstat or `ss -s`. None where the source does not say."""
-
-    time_wait: int | None  # sockstat "tw", ss "timewait"
-    established: int | None = None  # ss "estab" (sockstat has no such count)
-    orphaned: int | None = None  # sockstat "orphan", ss "orphaned": closed by the app, not yet by the peer
-    in_use: int | None = None  # sockstat "inuse": TCP sockets other than TIME_WAIT
-    total: int | None = None  # ss "TCP: N" (includes TIME_WAIT and closed)
-
-
-_SOCKSTAT_TCP = re.compile(r"^TCP:(?P<fields>(?:\s+\w+\s+\d+)+)\s*$", re.MULTILINE)
-
-
-def parse_sockstat(text: str) -> TcpTotals | None:
-    """The TCP line of /proc/net/sockstat ("TCP: inuse 4 orphan 0 tw 12 alloc 5 mem 1"); None if absent."""
-    match = _SOCKSTAT_TCP.search(text)
-    if match is None:
-        return None
-    words = match.group("fields").split()
-    fields = {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
-    return TcpTotals(time_wait=fields.get("tw"), orphaned=fields.get("orphan"), in_use=fields.get("inuse"))
-
-
-_SS_TCP = re.compile(r"^TCP:\s+(?P<total>\d+)\s+\((?P<fields>[^)]*)\)", re.MULTILINE)
-
-
-def parse_ss_s(text: str) -> TcpTotals | None:
-    """The "TCP:" line of `ss -s` ("TCP:   9 (estab 2, closed 0, orphaned 0, timewait 3)"); None if absent."""
-    match = _SS_TCP.search(text)
-    if match is None:
-        return None
-    fields: dict[str, int] = {}
-    for part in match.group("fields").split(","):
-        words = part.split()
-        # Older iproute2 prints "timewait 3/0" (sockets/buckets): the first number is the sockets.
-        if len(words) == 2 and words[1].split("/")[0].isdigit():
-            fields[words[0]] = int(words[1].split("/")[0])
-    return TcpTotals(
-        time_wait=fields.get("timewait"),
-        established=fields.get("estab"),
-        orphaned=fields.get("orphaned"),
-        total=int(match.group("total")),
-    )
-
+# /proc/net/sockstat and `ss -s` are bundle files: their parsers live in diagnose/bundle/sockstat.py.
 
 # ---------------------------------------------------------------------------------------------------
 # sock_diag netlink replies (pure over the bytes received)

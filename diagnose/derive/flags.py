@@ -1,51 +1,27 @@
 """The vLLM command line as flags: what the rules compare their proposals against. Pure.
 
-`--x 1 --y=2 --z` -> {'--x': '1', '--y': '2', '--z': 'true'}; underscores read as dashes; the short forms
-vLLM accepts (-tp, -dp, -asc) read as their long names. A secret's value never comes through, even from
-a command line that arrived unredacted.
+`--x 1 --y=2 --z` -> {'--x': '1', '--y': '2', '--z': 'true'}, from a flags.txt in any form people paste it
+(a shell line, `ps` output, docker-compose or Kubernetes YAML): diagnose/bundle/launch.py reads the forms.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
-
-_SECRET = re.compile(r"(key|token|secret|password)$", re.IGNORECASE)  # not --max-num-batched-tokens
-_SHORT = {"-dp": "--data-parallel-size", "-tp": "--tensor-parallel-size", "-asc": "--api-server-count"}
+from diagnose.bundle.launch import flags_from_argv, read_launch
 
 
-def parse_flags(command_line: str) -> dict[str, str]:
-    """'--x 1 --y=2 --z' -> {'--x': '1', '--y': '2', '--z': 'true'}; underscores read as dashes."""
+def parse_flags(text: str) -> dict[str, str]:
+    """'--x 1 --y=2 --z' -> {'--x': '1', '--y': '2', '--z': 'true'}, from any form `read_launch` reads."""
+    return flags_from_argv(read_launch(text).argv)
+
+
+def environment(text: str) -> dict[str, str]:
+    """The `VAR=value` settings a flags.txt gives the server (VLLM_CPU_KVCACHE_SPACE=4, ...), redacted."""
+    return read_launch(text).env
+
+
+def env_float(env: dict[str, str], name: str) -> float | None:
+    """A numeric environment setting (e.g. VLLM_CPU_KVCACHE_SPACE, in GiB); None if unset or not a number."""
     try:
-        tokens = shlex.split(command_line)
-    except ValueError:
-        tokens = command_line.split()
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        i += 1
-        if not token.startswith("-") or token == "-m":
-            continue
-        name, eq, value = token.partition("=")
-        name = _SHORT.get(name, name)
-        name = "--" + name.lstrip("-").replace("_", "-")
-        if eq and _SECRET.search(name):
-            value = "<redacted>"
-        if eq:
-            out[name] = value
-        elif _SECRET.search(name):
-            # The command line should arrive redacted; never let a key through if it did not.
-            out[name] = "<redacted>"
-            i += 1
-        elif i < len(tokens) and not tokens[i].startswith("--") and not _is_short_flag(tokens[i]):
-            out[name] = tokens[i]
-            i += 1
-        else:
-            out[name] = "true"
-    return out
-
-
-def _is_short_flag(token: str) -> bool:
-    # "-1" is a value; "-tp" is a flag.
-    return token.startswith("-") and not token[1:2].isdigit() and token != "-"
+        return float(env[name])
+    except (KeyError, ValueError):
+        return None

@@ -54,3 +54,26 @@ def mean(h: Histogram) -> float | None:
     if not h.count > 0 or math.isnan(h.sum):
         return None
     return h.sum / h.count
+
+
+def first_bucket_bound(q: float, h: Histogram) -> float | None:
+    """The first bucket's upper bound when the q-quantile falls inside it, else None.
+
+    The one policy for a quantile inside the first bucket, used by the evidence, the stress report and
+    every renderer: interpolating inside (0, le] only says "somewhere below le" (vLLM's latency buckets
+    start at 0.3 s, so a 1 ms queue would read as a 285 ms p95). Such a quantile is unknown; show it
+    as "≤ le" and read the mean, which is exact.
+    """
+    if not h.buckets or not h.count > 0:
+        return None
+    first_le, first_count = h.buckets[0]
+    if math.isfinite(first_le) and first_count >= q * h.count:
+        return first_le
+    return None
+
+
+def resolved_quantile(q: float, h: Histogram | None) -> float | None:
+    """The q-quantile, or None when there is no observation or it falls in the first bucket."""
+    if h is None or not h.count > 0 or first_bucket_bound(q, h) is not None:
+        return None
+    return histogram_quantile(q, h)

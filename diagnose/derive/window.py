@@ -7,6 +7,8 @@ undercounts what happened before the restart, which is the same choice PromQL's 
 
 from __future__ import annotations
 
+from diagnose.metrics import names
+from diagnose.metrics.exposition import ParsedDump
 from diagnose.metrics.names import Histogram
 
 
@@ -42,3 +44,39 @@ def rate(delta: float | None, seconds: float | None) -> float | None:
     if delta is None or seconds is None or seconds <= 0:
         return None
     return delta / seconds
+
+
+# --- the same arithmetic read straight from two parsed dumps, by concept (diagnose.metrics.names) ----
+
+
+def delta(before: ParsedDump, after: ParsedDump, concept: str, **match: str) -> float | None:
+    """A counter's increase between two dumps; None when either lacks it."""
+    return counter_delta(names.value(before, concept, **match), names.value(after, concept, **match))
+
+
+def label_deltas(before: ParsedDump, after: ParsedDump, concept: str, label: str) -> dict[str, float] | None:
+    """A counter's increase per value of `label` (a value new in `after` counts from 0)."""
+    b = names.by_label(before, concept, label) or {}
+    a = names.by_label(after, concept, label)
+    if a is None:
+        return None
+    out: dict[str, float] = {}
+    for key in a:
+        d = counter_delta(b.get(key, 0.0), a[key])
+        if d is not None:
+            out[key] = d
+    return out
+
+
+def hist(before: ParsedDump, after: ParsedDump, concept: str, **match: str) -> Histogram | None:
+    """A histogram's observations between two dumps."""
+    return histogram_delta(
+        names.histogram(before, concept, **match), names.histogram(after, concept, **match)
+    )
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    """num / den; None when either is unknown or the denominator is not above 0."""
+    if num is None or den is None or den <= 0:
+        return None
+    return num / den

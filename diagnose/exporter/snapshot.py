@@ -7,11 +7,11 @@ states of a census that ran: a state the census did not see is a known zero.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from diagnose.derive.processes import cpu_by_role
+from diagnose.derive.sections.gpu import gpu_stats
 from diagnose.readings import HOST_TOTAL, Bundle, GpuSample, SocketCensus
 from diagnose.report import Report
 
@@ -58,32 +58,20 @@ class Snapshot:
     model: str | None = None
 
 
-def _mean(values: Iterable[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.fmean(known) if known else None
-
-
 def _gpus(samples: list[GpuSample]) -> tuple[GpuWindow, ...]:
-    by_index: dict[int, list[GpuSample]] = {}
-    for s in sorted(samples, key=lambda s: s.t_unix):
-        by_index.setdefault(s.index, []).append(s)
-    out = []
-    for index, rows in sorted(by_index.items()):
-        last = rows[-1]
-        util = _mean(r.util_pct for r in rows)
-        clock = _mean(r.sm_clock_mhz for r in rows)
-        out.append(
-            GpuWindow(
-                index=index,
-                name=last.name,
-                util_mean_ratio=None if util is None else util / 100.0,
-                memory_used_bytes=None if last.memory_used_mib is None else last.memory_used_mib * 2**20,
-                memory_total_bytes=None if last.memory_total_mib is None else last.memory_total_mib * 2**20,
-                power_mean_w=_mean(r.power_w for r in rows),
-                sm_clock_mean_hz=None if clock is None else clock * 1e6,
-            )
+    """Per-GPU figures from the evidence's own per-GPU statistics (one computation for both)."""
+    return tuple(
+        GpuWindow(
+            index=g.index,
+            name=g.name,
+            util_mean_ratio=None if g.util_mean_pct is None else g.util_mean_pct / 100.0,
+            memory_used_bytes=None if g.memory_used_last_mib is None else g.memory_used_last_mib * 2**20,
+            memory_total_bytes=None if g.memory_total_mib is None else g.memory_total_mib * 2**20,
+            power_mean_w=g.power_mean_w,
+            sm_clock_mean_hz=None if g.sm_clock_mean_mhz is None else g.sm_clock_mean_mhz * 1e6,
         )
-    return tuple(out)
+        for g in gpu_stats(samples)
+    )
 
 
 def _roles(bundle: Bundle, host_cpus: int | None) -> tuple[RoleWindow, ...]:

@@ -38,7 +38,7 @@ def _suggestion(s: Suggestion) -> dict[str, Any]:
     }
 
 
-def _finding(f: Finding) -> dict[str, Any]:
+def finding_to_dict(f: Finding) -> dict[str, Any]:
     return {
         "rule_id": f.rule_id,
         "label": f.label,
@@ -50,6 +50,8 @@ def _finding(f: Finding) -> dict[str, Any]:
         "detail": f.detail,
         "numbers": _clean(f.numbers),
         "suggestions": [_suggestion(s) for s in f.suggestions],
+        "kind": f.kind,
+        "utilization": _clean(f.utilization),
     }
 
 
@@ -64,9 +66,12 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "severity": report.verdict.severity.label,
             "confidence": report.verdict.confidence,
             "rule_id": report.verdict.rule_id,
+            "why": report.verdict.why,
+            "contributing": list(report.verdict.contributing),
+            "symptom": report.verdict.symptom,
         },
         "worst_severity": report.worst().label,
-        "findings": [_finding(f) for f in report.findings],
+        "findings": [finding_to_dict(f) for f in report.findings],
         "skipped": [{"rule_id": s.rule_id, "reason": s.reason} for s in report.skipped],
         "evidence": _clean(report.evidence),
         "missing": dict(report.missing),

@@ -52,8 +52,12 @@ def verdict_panel(report: Report) -> Panel:
     head.append(f"  confidence {v.confidence}")
     lines = [head]
     decided = next((f for f in report.findings if f.rule_id == v.rule_id), None)
-    if decided is not None:
+    if v.why:
+        lines.append(Text(v.why))
+    elif decided is not None:
         lines.append(Text(decided.title))
+    if v.contributing:
+        lines.append(Text(f"contributing: {', '.join(v.contributing)}", style="dim"))
     lines.extend(Text(f"note: {note}", style="yellow") for note in report.notes)
     where = report.source or "unknown source"
     window = f", {report.window_s:.0f} s window" if report.window_s else ""
@@ -110,7 +114,10 @@ def finding_panel(finding: Finding) -> Panel:
         parts.append(Text("What to change", style="bold"))
         parts.append(suggestions_table(finding))
     title = Text.assemble(
-        severity_text(finding.severity), " ", (finding.rule_id, "bold"), f" · {finding.label}"
+        severity_text(finding.severity),
+        " ",
+        (finding.rule_id, "bold"),
+        f" · {finding.label} · {finding.kind}",
     )
     return Panel(
         Group(*parts),

@@ -11,6 +11,7 @@ from diagnose.rules import (
     cpu_api_server,
     cpu_engine_core,
     cpu_host,
+    cpu_model,
     failures,
     generate_endpoint,
     gpu,
@@ -29,11 +30,12 @@ RULES: tuple[Rule, ...] = (
     gpu.RULE,  # step 1: GPU busy and requests queue for it
     cpu_api_server.RULE,  # step 1: the API-server process at a core
     cpu_engine_core.RULE,  # step 1: VLLM::EngineCore at a core with requests waiting
+    cpu_model.RULE,  # step 1: the model's compute on a CPU build (VLLM::Worker) with requests waiting
     cpu_host.RULE,  # step 1: the host out of CPU
     network_connections.RULE,  # step 1: TIME_WAIT flood on the serving port
     network_latency.RULE,  # step 1: client latency far above the server's
     io.RULE,  # step 1: disk (not collected yet: skipped)
-    queueing.RULE,  # step 1: past capacity: requests queue as long as they run (after the causes)
+    queueing.RULE,  # step 1, a symptom: past capacity, requests queue as long as they run
     request_pattern.RULE,  # step 2: documents per call, tokens per pair
     max_model_len.RULE,  # step 2: --max-model-len far above the prompts
     generate_endpoint.RULE,  # step 2: generated tokens on a reranker

@@ -2,43 +2,116 @@
 
 A rule reads Evidence and the thresholds and returns one Finding, or None when it has nothing to say
 (the "not a fault" case returns None, or an INFO finding when explaining it helps). A rule names the
-Evidence fields it needs; when one is unknown, the engine skips the rule and shows the reason
-(dr-elephant's NO_DATA) instead of guessing from a None.
+Evidence numbers it needs by reference (`Latency.queue_mean_s`); when one is unknown, the engine skips the
+rule and shows the reason (dr-elephant's NO_DATA) instead of guessing from a None. A misspelt reference
+fails when the rule's module is imported. Rules share code through this module only, never each other.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
-from diagnose.derive.evidence import Evidence
+from diagnose.derive.evidence import Evidence, Ref, ref_name
 from diagnose.report import Finding, Severity, Suggestion
 from diagnose.thresholds import Thresholds
 
-# One entry per needed field; a tuple entry means "any one of these will do".
-Needs = tuple[str | tuple[str, ...], ...]
+# One entry per needed number; a tuple entry means "any one of these will do".
+Needs = tuple["Ref | tuple[Ref, ...]", ...]
+Numbers = dict[str, float | int | str | None]
 
 
-class Rule(Protocol):
-    id: str
-    step: int  # the method's step: 1 triage, 2 request pattern, 3 stress, 4 bypass
-    label: str  # the verdict label its findings carry
-    needs: Needs
+class Rule:
+    """Base of every rule: its identity, what it reads, and the one way it builds a Finding."""
 
-    def evaluate(self, evidence: Evidence, thresholds: Thresholds) -> Finding | None: ...
+    id: ClassVar[str]
+    step: ClassVar[int]  # the method's step: 1 triage, 2 request pattern, 3 stress, 4 bypass
+    label: ClassVar[str]  # the verdict label every finding of the rule carries (fixed per rule)
+    needs: ClassVar[Needs] = ()
+    provisional: ClassVar[bool] = False  # the signature is not yet established on a real server
+    kind: ClassVar[str] = "cause"  # cause, symptom or advice (diagnose.report.KINDS)
+    # Causes this one explains when both fire (fix this one first; the other stays as contributing).
+    explains: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for need in cls.needs:  # a reference that is not an Evidence number fails here, at import
+            for ref in need if isinstance(need, tuple) else (need,):
+                ref_name(ref)
+
+    def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
+        raise NotImplementedError
+
+    def finding(
+        self,
+        severity: Severity,
+        title: str,
+        detail: str,
+        numbers: Numbers | None = None,
+        suggestions: Iterable[Suggestion] = (),
+        confidence: str = "high",
+        provisional: bool | None = None,
+        utilization: float | None = None,
+    ) -> Finding:
+        return Finding(
+            rule_id=self.id,
+            label=self.label,
+            step=self.step,
+            severity=severity,
+            title=title,
+            detail=detail,
+            numbers=numbers or {},
+            suggestions=list(suggestions),
+            confidence=confidence,
+            provisional=self.provisional if provisional is None else provisional,
+            kind=self.kind,
+            utilization=utilization,
+        )
+
+
+def needed_refs(rule: Rule) -> list[Ref]:
+    return [ref for need in rule.needs for ref in (need if isinstance(need, tuple) else (need,))]
 
 
 def skip_reason(rule: Rule, evidence: Evidence) -> str | None:
     """Why the rule cannot judge this evidence, or None when everything it needs is known."""
-    values = evidence.as_dict()
     for need in rule.needs:
-        options = (need,) if isinstance(need, str) else need
-        if all(values.get(name) is None for name in options):
-            first = options[0]
-            reason = evidence.missing.get(first, "unknown")
-            return f"needs {' or '.join(options)}: {reason}"
+        options = need if isinstance(need, tuple) else (need,)
+        if all(evidence.read(ref) is None for ref in options):
+            reason = evidence.reason(options[0]) or "unknown"
+            return f"needs {' or '.join(ref_name(ref) for ref in options)}: {reason}"
     return None
+
+
+def pick(evidence: Evidence, *refs: Ref) -> Numbers:
+    """The referenced numbers as a Finding's `numbers` (keyed by field name, so the unit is in the key)."""
+    out: Numbers = {}
+    for ref in refs:
+        value = evidence.read(ref)
+        out[ref_name(ref)] = value if value is None or isinstance(value, int | float | str) else str(value)
+    return out
+
+
+def is_idle(ev: Evidence) -> bool:
+    """The window served nothing (calls or engine requests known, and all 0)."""
+    traffic = [v for v in (ev.traffic.calls_delta, ev.traffic.engine_requests_delta) if v is not None]
+    return bool(traffic) and all(v == 0 for v in traffic)
+
+
+def frontend_ratio(ev: Evidence) -> tuple[float | None, str]:
+    """(latency over queue + inference, which latency was used): HTTP when known, else vLLM e2e."""
+    lat = ev.latency
+    if lat.queue_mean_s is None or lat.inference_mean_s is None:
+        return None, ""
+    engine_s = lat.queue_mean_s + lat.inference_mean_s
+    if engine_s <= 0:
+        return None, ""
+    if lat.http_mean_s is not None:
+        return lat.http_mean_s / engine_s, "http"
+    if lat.e2e_mean_s is not None:
+        return lat.e2e_mean_s / engine_s, "e2e"
+    return None, ""
 
 
 def ladder(
@@ -56,28 +129,18 @@ def ladder(
     return Severity.OK
 
 
-def pick(evidence: Evidence, *names: str) -> dict[str, float | int | str | None]:
-    """The named Evidence fields as a Finding's `numbers` (same names, so the unit is in the key)."""
-    values = evidence.as_dict()
-    out: dict[str, float | int | str | None] = {}
-    for name in names:
-        value = values[name]
-        out[name] = value if value is None or isinstance(value, int | float | str) else str(value)
-    return out
-
-
 def current_flag(evidence: Evidence, flag: str, default: str = "default") -> str | None:
     """The value the server runs with: the flag's value, `default` when the command line is known but
     does not set it, None when the command line is unknown."""
-    if flag in evidence.flags:
-        return evidence.flags[flag]
-    return default if evidence.flags_known else None
+    if flag in evidence.config.flags:
+        return evidence.config.flags[flag]
+    return default if evidence.config.flags_known else None
 
 
 def more_engines(evidence: Evidence, why: str) -> Suggestion:
     """`--data-parallel-size` doubled: each rank is an EngineCore (and a device) of its own. Several rules
     end at "capacity is short, not a setting", and say it the same way."""
-    dp = evidence.flag_data_parallel_size
+    dp = evidence.config.flag_data_parallel_size
     return Suggestion(
         "--data-parallel-size",
         "raise",

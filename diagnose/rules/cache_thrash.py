@@ -28,39 +28,43 @@ Confidence is "medium" when the lab-established signal is among the strong ones,
 from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.config import Config
+from diagnose.derive.sections.latency import Latency
+from diagnose.derive.sections.scheduler import Scheduler
+from diagnose.derive.sections.shape import Shape
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, current_flag, pick, ratio_pct, secs, times
+from diagnose.rules.base import Rule, current_flag, pick, ratio_pct, secs, times
 from diagnose.thresholds import Thresholds
 
 
 def kv_fits_pairs(ev: Evidence) -> float | None:
     """How many average pairs the whole KV cache holds at once (None when either side is unknown)."""
-    if ev.kv_cache_size_tokens and ev.prompt_tokens_per_pair:
-        return ev.kv_cache_size_tokens / ev.prompt_tokens_per_pair
+    if ev.config.kv_cache_size_tokens and ev.shape.prompt_tokens_per_pair:
+        return ev.config.kv_cache_size_tokens / ev.shape.prompt_tokens_per_pair
     return None
 
 
 def requests_per_step(ev: Evidence) -> float | None:
     """Engine requests per step: tokens per step over tokens per pair (pooling requests finish in-step)."""
-    if ev.tokens_per_step_mean and ev.prompt_tokens_per_pair:
-        return ev.tokens_per_step_mean / ev.prompt_tokens_per_pair
+    if ev.shape.tokens_per_step_mean and ev.shape.prompt_tokens_per_pair:
+        return ev.shape.tokens_per_step_mean / ev.shape.prompt_tokens_per_pair
     return None
 
 
 def capacity_waits(ev: Evidence) -> bool:
-    return ev.waiting_capacity_max is not None and ev.waiting_capacity_max > 0
+    return ev.scheduler.waiting_capacity_max is not None and ev.scheduler.waiting_capacity_max > 0
 
 
-class CacheThrashRule:
+class CacheThrashRule(Rule):
     id = "cache-thrash"
     step = 3
     label = "cache-thrash"
-    needs: Needs = (
+    needs = (
         (
-            "prefix_queries_per_prompt_token",
-            "waiting_capacity_max",
-            "preemptions_delta",
-            "kv_cache_size_tokens",
+            Scheduler.prefix_queries_per_prompt_token,
+            Scheduler.waiting_capacity_max,
+            Scheduler.preemptions_delta,
+            Config.kv_cache_size_tokens,
         ),
     )
 
@@ -68,7 +72,7 @@ class CacheThrashRule:
         t = thresholds.of(self.id)
         strong: list[str] = []
         corroborating: list[str] = []
-        qpt = ev.prefix_queries_per_prompt_token
+        qpt = ev.scheduler.prefix_queries_per_prompt_token
         if qpt is not None and qpt >= t["queries_per_prompt_token_warning"]:
             strong.append(
                 f"prefix-cache lookups grew at {qpt:.2f} × prompt tokens (1.0 normally): requests were "
@@ -79,8 +83,9 @@ class CacheThrashRule:
         if fits is not None and fits < t["kv_fits_pairs_warning"] and capacity_waits(ev):
             lab_signal = True
             strong.append(
-                f"the {ev.kv_cache_size_tokens}-token KV cache holds only {fits:.1f} pairs of "
-                f"{ev.prompt_tokens_per_pair:.0f} tokens, and up to {ev.waiting_capacity_max:.0f} requests "
+                f"the {ev.config.kv_cache_size_tokens}-token KV cache holds only {fits:.1f} pairs of "
+                f"{ev.shape.prompt_tokens_per_pair:.0f} tokens, and up to "
+                f"{ev.scheduler.waiting_capacity_max:.0f} requests "
                 "waited for capacity"
             )
             per_step = requests_per_step(ev)
@@ -88,48 +93,55 @@ class CacheThrashRule:
                 corroborating.append(
                     f"engine steps carried {per_step:.1f} requests each: no more than the KV cache fits"
                 )
-        if ev.preemptions_delta:
-            strong.append(f"{ev.preemptions_delta:.0f} preemptions: running requests lost their KV blocks")
-        kv_high = ev.kv_usage_max_ratio is not None and ev.kv_usage_max_ratio >= t["kv_usage_high_ratio"]
+        if ev.scheduler.preemptions_delta:
+            strong.append(
+                f"{ev.scheduler.preemptions_delta:.0f} preemptions: running requests lost their KV blocks"
+            )
+        kv_high = (
+            ev.scheduler.kv_usage_max_ratio is not None
+            and ev.scheduler.kv_usage_max_ratio >= t["kv_usage_high_ratio"]
+        )
         capacity = capacity_waits(ev)
         if capacity and kv_high:
             strong.append(
-                f"up to {ev.waiting_capacity_max:.0f} requests waited for capacity with KV usage at "
-                f"{ratio_pct(ev.kv_usage_max_ratio)}"
+                f"up to {ev.scheduler.waiting_capacity_max:.0f} requests waited for capacity with KV "
+                f"usage at "
+                f"{ratio_pct(ev.scheduler.kv_usage_max_ratio)}"
             )
-        if ev.queue_mean_s is not None and ev.inference_mean_s:
-            over = ev.queue_mean_s / ev.inference_mean_s
+        if ev.latency.queue_mean_s is not None and ev.latency.inference_mean_s:
+            over = ev.latency.queue_mean_s / ev.latency.inference_mean_s
             if over >= t["queue_over_inference"]:
                 corroborating.append(
-                    f"queue {secs(ev.queue_mean_s)} is {times(over)} inference {secs(ev.inference_mean_s)}"
+                    f"queue {secs(ev.latency.queue_mean_s)} is {times(over)} inference "
+                    f"{secs(ev.latency.inference_mean_s)}"
                 )
         # The client's view first (a stress run's exact percentiles, latency from the intended send time),
         # then the server's HTTP histogram, then vLLM's e2e (bucket interpolations, coarser).
         tail_p95: float | None
         tail_mean: float | None
-        if ev.client_mean_s:
-            tail_p95, tail_mean = ev.client_p95_s, ev.client_mean_s
-        elif ev.http_mean_s:
-            tail_p95, tail_mean = ev.http_p95_s, ev.http_mean_s
+        if ev.client.client_mean_s:
+            tail_p95, tail_mean = ev.client.client_p95_s, ev.client.client_mean_s
+        elif ev.latency.http_mean_s:
+            tail_p95, tail_mean = ev.latency.http_p95_s, ev.latency.http_mean_s
         else:
-            tail_p95, tail_mean = ev.e2e_p95_s, ev.e2e_mean_s
+            tail_p95, tail_mean = ev.latency.e2e_p95_s, ev.latency.e2e_mean_s
         if tail_p95 is not None and tail_mean and tail_p95 / tail_mean >= t["tail_p95_over_mean"]:
             corroborating.append(f"long tail: p95 {secs(tail_p95)} is {times(tail_p95 / tail_mean)} the mean")
 
         numbers = pick(
             ev,
-            "prefix_queries_per_prompt_token",
-            "preemptions_delta",
-            "waiting_capacity_max",
-            "kv_usage_max_ratio",
-            "queue_mean_s",
-            "inference_mean_s",
-            "http_p95_s",
-            "http_mean_s",
-            "kv_cache_size_tokens",
-            "prompt_tokens_per_pair",
-            "tokens_per_step_mean",
-            "flag_max_num_batched_tokens",
+            Scheduler.prefix_queries_per_prompt_token,
+            Scheduler.preemptions_delta,
+            Scheduler.waiting_capacity_max,
+            Scheduler.kv_usage_max_ratio,
+            Latency.queue_mean_s,
+            Latency.inference_mean_s,
+            Latency.http_p95_s,
+            Latency.http_mean_s,
+            Config.kv_cache_size_tokens,
+            Shape.prompt_tokens_per_pair,
+            Shape.tokens_per_step_mean,
+            Config.flag_max_num_batched_tokens,
         )
         numbers["kv_fits_pairs"] = fits
         if not strong:
@@ -137,14 +149,12 @@ class CacheThrashRule:
                 # Not a fault of the KV cache: the per-step token budget binds
                 # (seen on the CPU lab with 0.07 % of the KV cache in use).
                 budget = current_flag(ev, "--max-num-batched-tokens")
-                return Finding(
-                    rule_id=self.id,
-                    label=self.label,
-                    step=self.step,
+                return self.finding(
                     severity=Severity.INFO,
                     title="Requests waited for the per-step token budget, not for KV cache",
-                    detail=f"Up to {ev.waiting_capacity_max:.0f} requests waited for capacity while KV usage "
-                    f"peaked at {ratio_pct(ev.kv_usage_max_ratio)}: the step's token budget "
+                    detail=f"Up to {ev.scheduler.waiting_capacity_max:.0f} requests waited for "
+                    f"capacity while KV usage "
+                    f"peaked at {ratio_pct(ev.scheduler.kv_usage_max_ratio)}: the step's token budget "
                     f"(--max-num-batched-tokens {budget or '?'}) was full. That is batching working, "
                     "not cache thrash.",
                     numbers=numbers,
@@ -152,7 +162,7 @@ class CacheThrashRule:
                 )
             return None
         severity = Severity.CRITICAL if len(strong) + len(corroborating) >= 2 else Severity.WARNING
-        gmu = ev.flag_gpu_memory_utilization or ev.gpu_memory_utilization
+        gmu = ev.config.flag_gpu_memory_utilization or ev.config.gpu_memory_utilization
         suggestions = [
             Suggestion(
                 "--gpu-memory-utilization",
@@ -165,14 +175,14 @@ class CacheThrashRule:
                 "--max-num-seqs",
                 "lower",
                 current_flag(ev, "--max-num-seqs"),
-                str(max(1, ev.flag_max_num_seqs // 2)) if ev.flag_max_num_seqs else None,
+                str(max(1, ev.config.flag_max_num_seqs // 2)) if ev.config.flag_max_num_seqs else None,
                 "fewer requests in flight compete for the same blocks",
             ),
         ]
-        if "--num-gpu-blocks-override" in ev.flags or "--kv-cache-memory-bytes" in ev.flags:
+        if "--num-gpu-blocks-override" in ev.config.flags or "--kv-cache-memory-bytes" in ev.config.flags:
             flag = (
                 "--num-gpu-blocks-override"
-                if "--num-gpu-blocks-override" in ev.flags
+                if "--num-gpu-blocks-override" in ev.config.flags
                 else "--kv-cache-memory-bytes"
             )
             suggestions.insert(
@@ -180,17 +190,14 @@ class CacheThrashRule:
                 Suggestion(
                     flag,
                     "remove",
-                    ev.flags[flag],
+                    ev.config.flags[flag],
                     None,
                     "the KV cache is capped by hand below what fits; pays off where one-request steps leave "
                     "the device idle (a GPU), not where the model's compute binds anyway (the CPU lab: "
                     "p95 1.08×, throughput 0.96× after removing it)",
                 ),
             )
-        return Finding(
-            rule_id=self.id,
-            label=self.label,
-            step=self.step,
+        return self.finding(
             severity=severity,
             title="KV cache too small for the traffic: the engine cannot batch",
             detail="; ".join(strong + corroborating).capitalize() + ". KV usage itself is a weak signal for "
@@ -199,6 +206,8 @@ class CacheThrashRule:
             suggestions=suggestions,
             confidence="medium" if lab_signal else "low",
             provisional=not lab_signal,
+            # The KV cache holds fewer pairs than a step would batch: it is at its limit by construction.
+            utilization=1.0,
         )
 
 

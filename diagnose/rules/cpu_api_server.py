@@ -12,66 +12,82 @@ from __future__ import annotations
 import math
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.client import Client
+from diagnose.derive.sections.config import server_version
+from diagnose.derive.sections.cpu import Cpu
+from diagnose.derive.sections.gpu import Gpu
+from diagnose.derive.sections.latency import Latency
+from diagnose.derive.sections.traffic import Traffic
+from diagnose.derive.versions import renderer_advice
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, current_flag, ladder, pct, pick, secs, times
+from diagnose.rules.base import Rule, current_flag, ladder, pct, pick, secs, times
 from diagnose.thresholds import Thresholds
+
+# Renderer (tokenizer) threads per API server to propose where the version has them.
+RENDERER_WORKERS = 4
 
 
 def frontend_ratio(ev: Evidence) -> tuple[float | None, str]:
     """(latency over queue + inference, which latency was used): HTTP when known, else vLLM e2e."""
-    if ev.queue_mean_s is None or ev.inference_mean_s is None:
+    if ev.latency.queue_mean_s is None or ev.latency.inference_mean_s is None:
         return None, ""
-    engine_s = ev.queue_mean_s + ev.inference_mean_s
+    engine_s = ev.latency.queue_mean_s + ev.latency.inference_mean_s
     if engine_s <= 0:
         return None, ""
-    if ev.http_mean_s is not None:
-        return ev.http_mean_s / engine_s, "http"
-    if ev.e2e_mean_s is not None:
-        return ev.e2e_mean_s / engine_s, "e2e"
+    if ev.latency.http_mean_s is not None:
+        return ev.latency.http_mean_s / engine_s, "http"
+    if ev.latency.e2e_mean_s is not None:
+        return ev.latency.e2e_mean_s / engine_s, "e2e"
     return None, ""
 
 
-class ApiServerCpuRule:
+class ApiServerCpuRule(Rule):
     id = "cpu-api-server"
     step = 1
     label = "cpu"
-    needs: Needs = (("api_server_cpu_mean_pct", "api_server_cpu_metrics_pct"),)
+    # A hot API server feeds EngineCore in bursts: relieve the frontend first (DESIGN §2, H200 1 vs 8).
+    explains = ("cpu-engine-core",)
+    needs = ((Cpu.api_server_cpu_mean_pct, Cpu.api_server_cpu_metrics_pct),)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
         t = thresholds.of(self.id)
         cpu = (
-            ev.api_server_cpu_mean_pct
-            if ev.api_server_cpu_mean_pct is not None
-            else ev.api_server_cpu_metrics_pct
+            ev.cpu.api_server_cpu_mean_pct
+            if ev.cpu.api_server_cpu_mean_pct is not None
+            else ev.cpu.api_server_cpu_metrics_pct
         )
         if cpu is None or cpu < t["busy_warning_pct"]:
             return None  # the API server has a core's worth of room: not the limit
         ratio, basis = frontend_ratio(ev)
         confidence = "high" if basis == "http" else "medium"
-        source = "host samples" if ev.api_server_cpu_mean_pct is not None else "process_cpu_seconds_total"
-        count = ev.flag_api_server_count or ev.api_server_count
+        source = "host samples" if ev.cpu.api_server_cpu_mean_pct is not None else "process_cpu_seconds_total"
+        count = ev.config.flag_api_server_count or ev.cpu.api_server_count
         who = f"The busiest of {count} API servers" if count and count > 1 else "The API server"
         # Means, not p95s: the means are exact (sum/count) while the HTTP buckets are coarse above 10 s.
         chain = (
-            f"HTTP mean {secs(ev.http_mean_s)} ≫ vLLM e2e {secs(ev.e2e_mean_s)} ≫ "
-            f"queue {secs(ev.queue_mean_s)} + inference {secs(ev.inference_mean_s)}"
+            f"HTTP mean {secs(ev.latency.http_mean_s)} ≫ vLLM e2e {secs(ev.latency.e2e_mean_s)} ≫ "
+            f"queue {secs(ev.latency.queue_mean_s)} + inference {secs(ev.latency.inference_mean_s)}"
             if basis == "http"
-            else f"vLLM e2e {secs(ev.e2e_mean_s)} ≫ queue {secs(ev.queue_mean_s)} + inference "
-            f"{secs(ev.inference_mean_s)} (no HTTP histogram)"
+            else f"vLLM e2e {secs(ev.latency.e2e_mean_s)} ≫ queue {secs(ev.latency.queue_mean_s)} + "
+            f"inference "
+            f"{secs(ev.latency.inference_mean_s)} (no HTTP histogram)"
         )
         gpu = (
-            f" GPU busy {pct(ev.gpu_util_mean_pct)} (NVML mean)." if ev.gpu_util_mean_pct is not None else ""
+            f" GPU busy {pct(ev.gpu.gpu_util_mean_pct)} (NVML mean)."
+            if ev.gpu.gpu_util_mean_pct is not None
+            else ""
         )
         detail = (
             f"{who} used {pct(cpu)} of one core on average ({source}). It is one Python process: "
             f"it tokenizes every document, builds the engine requests and writes the JSON, none of it on the "
             f"GPU. {chain}: the frontend adds {times(ratio)} the engine's time.{gpu}"
         )
-        if ev.bypass_overhead_share is not None and ev.bypass_direct_pairs_per_s is not None:
+        if ev.client.bypass_overhead_share is not None and ev.client.bypass_direct_pairs_per_s is not None:
             # Step 4 agrees when the model alone is fast and most of the served time is the serving path.
             detail += (
-                f" Bypass: the model alone scored {ev.bypass_direct_pairs_per_s:.0f} pairs/s, served "
-                f"{ev.bypass_served_pairs_per_s or 0:.0f} pairs/s: {ev.bypass_overhead_share:.0%} of the "
+                f" Bypass: the model alone scored {ev.client.bypass_direct_pairs_per_s:.0f} pairs/s, served "
+                f"{ev.client.bypass_served_pairs_per_s or 0:.0f} pairs/s: "
+                f"{ev.client.bypass_overhead_share:.0%} of the "
                 "served time is serving, not the model."
             )
         if ratio is None:
@@ -84,10 +100,7 @@ class ApiServerCpuRule:
             severity = ladder(ratio, t["frontend_ratio_warning"], t["frontend_ratio_critical"], info=0.0)
             if severity == Severity.INFO:
                 # Not yet a fault: busy, but the frontend barely adds latency. The next load step will.
-                return Finding(
-                    rule_id=self.id,
-                    label=self.label,
-                    step=self.step,
+                return self.finding(
                     severity=Severity.INFO,
                     title=f"API server busy ({pct(cpu)} of a core) but not yet adding latency",
                     detail=f"{detail} Throughput is near this process's ceiling.",
@@ -106,47 +119,60 @@ class ApiServerCpuRule:
                 f"free core per extra API server; the engine core may bind next (~630 pairs/s on an H200)",
             )
         ]
+        advice = renderer_advice(server_version(ev.config), ev.config.flags, RENDERER_WORKERS)
+        if advice is not None:
+            # vLLM 0.20-0.26 preprocess a rerank call's documents on one thread (vLLM issue #43444);
+            # 0.27 added a pool of renderer workers (PR #49153).
+            suggestions.append(
+                Suggestion(
+                    advice.flag,
+                    "raise" if advice.upgrade_to is None else "upgrade",
+                    f"{advice.current} (vLLM {ev.config.vllm_version})",
+                    str(advice.proposed)
+                    if advice.upgrade_to is None
+                    else f"vLLM ≥{advice.upgrade_to}, {advice.proposed}",
+                    advice.why,
+                )
+            )
         few = thresholds.of("request-pattern")["few_docs_per_call"]
-        if ev.docs_per_call is not None and ev.docs_per_call < few:
+        if ev.traffic.docs_per_call is not None and ev.traffic.docs_per_call < few:
             suggestions.append(
                 Suggestion(
                     "client: documents per call",
                     "raise",
-                    f"{ev.docs_per_call:.1f}",
+                    f"{ev.traffic.docs_per_call:.1f}",
                     str(math.ceil(few * 4)),
                     "fewer, larger requests: the per-call HTTP and JSON work is paid once per call",
                 )
             )
-        return Finding(
-            rule_id=self.id,
-            label=self.label,
-            step=self.step,
+        return self.finding(
             severity=severity,
             title=f"API-server CPU-bound: {pct(cpu)} of one core; frontend adds {times(ratio)} engine time",
             detail=detail,
             numbers=self._numbers(ev, ratio),
             suggestions=suggestions,
             confidence=confidence,
+            utilization=cpu / 100.0,
         )
 
     @staticmethod
     def _numbers(ev: Evidence, ratio: float | None) -> dict[str, float | int | str | None]:
         numbers = pick(
             ev,
-            "api_server_cpu_mean_pct",
-            "api_server_cpu_max_pct",
-            "api_server_cpu_metrics_pct",
-            "api_server_count",
-            "http_mean_s",
-            "http_p95_s",
-            "e2e_mean_s",
-            "queue_mean_s",
-            "inference_mean_s",
-            "gpu_util_mean_pct",
-            "docs_per_call",
-            "bypass_direct_pairs_per_s",
-            "bypass_served_pairs_per_s",
-            "bypass_overhead_share",
+            Cpu.api_server_cpu_mean_pct,
+            Cpu.api_server_cpu_max_pct,
+            Cpu.api_server_cpu_metrics_pct,
+            Cpu.api_server_count,
+            Latency.http_mean_s,
+            Latency.http_p95_s,
+            Latency.e2e_mean_s,
+            Latency.queue_mean_s,
+            Latency.inference_mean_s,
+            Gpu.gpu_util_mean_pct,
+            Traffic.docs_per_call,
+            Client.bypass_direct_pairs_per_s,
+            Client.bypass_served_pairs_per_s,
+            Client.bypass_overhead_share,
         )
         numbers["frontend_ratio"] = ratio
         return numbers

@@ -12,45 +12,47 @@ limit and feeds it in bursts (cpu-api-server explains that; this rule then only 
 from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.cpu import Cpu
+from diagnose.derive.sections.gpu import Gpu
+from diagnose.derive.sections.scheduler import Scheduler
+from diagnose.derive.sections.shape import Shape
+from diagnose.derive.sections.traffic import Traffic
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, current_flag, ladder, more_engines, pct, pick
+from diagnose.rules.base import Rule, current_flag, ladder, more_engines, pct, pick
 from diagnose.thresholds import Thresholds
 
 
-class EngineCoreCpuRule:
+class EngineCoreCpuRule(Rule):
     id = "cpu-engine-core"
     step = 1
     label = "cpu"
-    needs: Needs = ("engine_core_cpu_mean_pct",)
+    needs = (Cpu.engine_core_cpu_mean_pct,)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
         t = thresholds.of(self.id)
-        cpu = ev.engine_core_cpu_mean_pct
+        cpu = ev.cpu.engine_core_cpu_mean_pct
         busy = ladder(cpu, t["busy_warning_pct"], t["busy_critical_pct"])
         if busy == Severity.OK:
             return None
         numbers = pick(
             ev,
-            "engine_core_cpu_mean_pct",
-            "engine_core_cpu_max_pct",
-            "api_server_cpu_mean_pct",
-            "waiting_max",
-            "waiting_mean",
-            "gpu_util_mean_pct",
-            "engine_requests_per_s",
-            "tokens_per_step_mean",
+            Cpu.engine_core_cpu_mean_pct,
+            Cpu.engine_core_cpu_max_pct,
+            Cpu.api_server_cpu_mean_pct,
+            Scheduler.waiting_max,
+            Scheduler.waiting_mean,
+            Gpu.gpu_util_mean_pct,
+            Traffic.engine_requests_per_s,
+            Shape.tokens_per_step_mean,
         )
         api = (
-            ev.api_server_cpu_mean_pct
-            if ev.api_server_cpu_mean_pct is not None
-            else ev.api_server_cpu_metrics_pct
+            ev.cpu.api_server_cpu_mean_pct
+            if ev.cpu.api_server_cpu_mean_pct is not None
+            else ev.cpu.api_server_cpu_metrics_pct
         )
         head = f"VLLM::EngineCore used {pct(cpu)} of one core on average"
         if api is not None and api >= t["api_server_hot_pct"]:
-            return Finding(
-                rule_id=self.id,
-                label=self.label,
-                step=self.step,
+            return self.finding(
                 severity=Severity.INFO,
                 title=f"Engine core busy too ({pct(cpu)}): the next limit once the API server is relieved",
                 detail=f"{head}, while the API server is at {pct(api)} of a core and limits first. "
@@ -58,35 +60,30 @@ class EngineCoreCpuRule:
                 "0.6B reranker on an H200: ~630 pairs/s).",
                 numbers=numbers,
             )
-        waiting = ladder(ev.waiting_max, t["waiting_warning"], t["waiting_critical"], info=0.0)
+        waiting = ladder(ev.scheduler.waiting_max, t["waiting_warning"], t["waiting_critical"], info=0.0)
         gpu = (
-            f" GPU busy {pct(ev.gpu_util_mean_pct)} (NVML mean): it waits on the scheduler."
-            if ev.gpu_util_mean_pct is not None
+            f" GPU busy {pct(ev.gpu.gpu_util_mean_pct)} (NVML mean): it waits on the scheduler."
+            if ev.gpu.gpu_util_mean_pct is not None
             else ""
         )
-        if ev.waiting_max is None:
+        if ev.scheduler.waiting_max is None:
             severity, confidence = Severity(min(busy, Severity.WARNING)), "medium"
             queue = "The waiting queue is unknown (no vLLM gauges)."
         elif waiting <= Severity.INFO:
             # Not a fault: a busy scheduler that nobody waits for is keeping up.
-            return Finding(
-                rule_id=self.id,
-                label=self.label,
-                step=self.step,
+            return self.finding(
                 severity=Severity.INFO,
-                title=f"Engine core busy ({pct(cpu)}) but keeping up: at most {ev.waiting_max:.0f} waiting",
+                title=f"Engine core busy ({pct(cpu)}) but keeping up: at most "
+                f"{ev.scheduler.waiting_max:.0f} waiting",
                 detail=f"{head}; requests do not pile up behind it yet.{gpu}",
                 numbers=numbers,
             )
         else:
             # Capped by relevance: a busy core with a short queue is at most as bad as its queue.
             severity, confidence = Severity(min(busy, waiting)), "high"
-            queue = f"Up to {ev.waiting_max:.0f} requests waited at a scrape."
+            queue = f"Up to {ev.scheduler.waiting_max:.0f} requests waited at a scrape."
         api_text = f" API servers are not hot ({pct(api)})." if api is not None else ""
-        return Finding(
-            rule_id=self.id,
-            label=self.label,
-            step=self.step,
+        return self.finding(
             severity=severity,
             title=f"Engine-core CPU-bound: VLLM::EngineCore at {pct(cpu)} of one core with requests waiting",
             detail=f"{head}: it schedules every step and that work is serial. {queue}{api_text}{gpu} "
@@ -100,11 +97,14 @@ class EngineCoreCpuRule:
                     "--max-num-batched-tokens",
                     "raise",
                     current_flag(ev, "--max-num-batched-tokens"),
-                    str(2 * ev.flag_max_num_batched_tokens) if ev.flag_max_num_batched_tokens else "16384",
+                    str(2 * ev.config.flag_max_num_batched_tokens)
+                    if ev.config.flag_max_num_batched_tokens
+                    else "16384",
                     "larger steps spread the per-step scheduling cost (helps less than more engines)",
                 ),
             ],
             confidence=confidence,
+            utilization=cpu / 100.0 if cpu is not None else None,
         )
 
 

@@ -1,9 +1,9 @@
-"""Runs every rule over one Evidence and builds the Report: findings worst first, skipped rules with
-their reasons, and a verdict.
+"""Runs every rule over one Evidence and builds the Report: findings (binding cause first), skipped
+rules with their reasons, and a verdict.
 
-The verdict is the worst finding's label when it is a warning or worse; otherwise `healthy`, with the
-headroom finding. Confidence of a healthy verdict drops when the main triage rules could not run (no
-GPU or CPU readings) or when the window saw no traffic.
+The verdict is the binding cause when anything is at warning or worse (diagnose/rules/verdict.py says
+how it is chosen); otherwise `healthy`, with the headroom finding. Confidence of a healthy verdict drops
+when the main triage rules could not run (no GPU or CPU readings) or when the window saw no traffic.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from diagnose.derive.evidence import Evidence
 from diagnose.report import Finding, Report, Severity, Skipped, Verdict
 from diagnose.rules import RULES
-from diagnose.rules.base import Rule, skip_reason
+from diagnose.rules.base import Rule, is_idle, skip_reason
 from diagnose.rules.healthy import RULE as HEALTHY
-from diagnose.rules.healthy import is_idle
+from diagnose.rules.verdict import rank
 from diagnose.thresholds import Thresholds
 
 # Without these a "healthy" verdict cannot be claimed with full confidence.
@@ -56,12 +56,10 @@ def run_rules(
             skipped.append(outcome)
         elif outcome is not None:
             findings.append((order, outcome))
-    findings.sort(key=lambda pair: (-pair[1].severity, pair[1].step, pair[0]))
-    ordered = [f for _, f in findings]
-
-    worst = ordered[0] if ordered else None
-    if worst is not None and worst.severity >= Severity.WARNING:
-        verdict = Verdict(worst.label, worst.severity, worst.confidence, worst.rule_id)
+    ranked = rank([f for _, f in findings], skipped, {rule.id: rule for rule in rules})
+    ordered = ranked.findings
+    if ranked.verdict is not None:
+        verdict = ranked.verdict
     else:
         healthy = HEALTHY.evaluate(evidence, thresholds)
         assert healthy is not None  # the healthy rule always answers

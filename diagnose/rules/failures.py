@@ -9,20 +9,22 @@ hits a length limit, and for a generative one it is a normal stop.
 from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.traffic import Traffic
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, count, ladder, pick, ratio_pct
+from diagnose.rules.base import Rule, count, ladder, pick, ratio_pct
 from diagnose.thresholds import Thresholds
 
 
-class FailuresRule:
+class FailuresRule(Rule):
     id = "failures"
     step = 1
     label = "failures"
-    needs: Needs = (("calls_delta", "engine_requests_delta"),)
+    kind = "symptom"  # failed calls are what a limit looks like; the cause is named elsewhere
+    needs = ((Traffic.calls_delta, Traffic.engine_requests_delta),)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
         t = thresholds.of(self.id)
-        reasons = ev.finished_by_reason or {}
+        reasons = ev.traffic.finished_by_reason or {}
         parts: list[tuple[str, float, float | None, str]] = []  # (what, count, share, advice)
 
         def share(n: float, of: float | None) -> float | None:
@@ -35,20 +37,29 @@ class FailuresRule:
             n = reasons.get(reason, 0.0)
             if n > 0:
                 parts.append(
-                    (f"{count(n)} engine requests {reason}", n, share(n, ev.engine_requests_delta), advice)
+                    (
+                        f"{count(n)} engine requests {reason}",
+                        n,
+                        share(n, ev.traffic.engine_requests_delta),
+                        advice,
+                    )
                 )
         http: tuple[tuple[float | None, str, str], ...] = (
-            (ev.http_5xx_delta, "HTTP 5xx", "server errors: read the vLLM log"),
-            (ev.http_4xx_delta, "HTTP 4xx", "client errors: a prompt longer than --max-model-len is a 400"),
+            (ev.traffic.http_5xx_delta, "HTTP 5xx", "server errors: read the vLLM log"),
             (
-                ev.admission_rejections_delta,
+                ev.traffic.http_4xx_delta,
+                "HTTP 4xx",
+                "client errors: a prompt longer than --max-model-len is a 400",
+            ),
+            (
+                ev.traffic.admission_rejections_delta,
                 "admission rejections",
                 "the waiting queue was full: add capacity",
             ),
         )
         for delta, what, advice in http:
             if delta:
-                parts.append((f"{count(delta)} {what}", delta, share(delta, ev.calls_delta), advice))
+                parts.append((f"{count(delta)} {what}", delta, share(delta, ev.traffic.calls_delta), advice))
         if not parts:
             return None  # nothing failed
         worst = max((p[2] for p in parts if p[2] is not None), default=None)
@@ -63,36 +74,33 @@ class FailuresRule:
         )
         suggestions = []
         if (
-            ev.http_4xx_delta
-            and ev.max_model_len
-            and ev.prompt_tokens_max_le
-            and (ev.prompt_tokens_max_le >= ev.max_model_len)
+            ev.traffic.http_4xx_delta
+            and ev.config.max_model_len
+            and ev.shape.prompt_tokens_max_le
+            and (ev.shape.prompt_tokens_max_le >= ev.config.max_model_len)
         ):
             suggestions.append(
                 Suggestion(
                     "--max-model-len",
                     "raise",
-                    str(ev.max_model_len),
-                    str(2 * ev.max_model_len),
+                    str(ev.config.max_model_len),
+                    str(2 * ev.config.max_model_len),
                     "prompts reach the limit: longer ones are refused with 400",
                 )
             )
-        return Finding(
-            rule_id=self.id,
-            label=self.label,
-            step=self.step,
+        return self.finding(
             severity=severity,
             title=f"Failed requests: {', '.join(p[0] for p in parts)}",
             detail=detail + ".",
             numbers=pick(
                 ev,
-                "failed_requests_delta",
-                "http_4xx_delta",
-                "http_5xx_delta",
-                "admission_rejections_delta",
-                "calls_delta",
-                "engine_requests_delta",
-                "finished_by_reason",
+                Traffic.failed_requests_delta,
+                Traffic.http_4xx_delta,
+                Traffic.http_5xx_delta,
+                Traffic.admission_rejections_delta,
+                Traffic.calls_delta,
+                Traffic.engine_requests_delta,
+                Traffic.finished_by_reason,
             ),
             suggestions=suggestions,
         )

@@ -14,8 +14,12 @@ A high ratio is not a fault but a caveat: the GPU cost of fresh documents is hig
 from __future__ import annotations
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.config import Config
+from diagnose.derive.sections.gpu import Gpu
+from diagnose.derive.sections.scheduler import Scheduler
+from diagnose.derive.sections.shape import Shape
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, count, pick, ratio_pct, secs
+from diagnose.rules.base import Rule, count, pick, ratio_pct, secs
 from diagnose.thresholds import Thresholds
 
 DEFAULT_BLOCK_SIZE = 16
@@ -23,8 +27,8 @@ DEFAULT_BLOCK_SIZE = 16
 
 def cache_turnover_s(ev: Evidence) -> float | None:
     """Seconds for the prompt traffic to fill the whole KV cache once (how long a block survives, roughly)."""
-    if ev.kv_cache_size_tokens and ev.prompt_tokens_per_s:
-        return ev.kv_cache_size_tokens / ev.prompt_tokens_per_s
+    if ev.config.kv_cache_size_tokens and ev.shape.prompt_tokens_per_s:
+        return ev.config.kv_cache_size_tokens / ev.shape.prompt_tokens_per_s
     return None
 
 
@@ -34,26 +38,26 @@ def cacheable_share(tokens_per_pair: float, block_size: int) -> float:
     return full / tokens_per_pair if tokens_per_pair > 0 else 0.0
 
 
-class PrefixCacheRule:
+class PrefixCacheRule(Rule):
     id = "prefix-cache"
     step = 2
     label = "config"
-    needs: Needs = (("prefix_hit_ratio", "enable_prefix_caching", "flag_enable_prefix_caching"),)
+    kind = "advice"
+    needs = ((Scheduler.prefix_hit_ratio, Config.enable_prefix_caching, Config.flag_enable_prefix_caching),)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
         t = thresholds.of(self.id)
-        block = ev.block_size or DEFAULT_BLOCK_SIZE
-        if ev.enable_prefix_caching is False or ev.flag_enable_prefix_caching is False:
-            return Finding(
-                rule_id=self.id,
-                label=self.label,
-                step=self.step,
+        block = ev.config.block_size or DEFAULT_BLOCK_SIZE
+        if ev.config.enable_prefix_caching is False or ev.config.flag_enable_prefix_caching is False:
+            return self.finding(
                 severity=Severity.INFO,
                 title="Prefix caching is off",
                 detail="Documents re-sent with the same query (and any chat template before it) could skip "
                 f"their prefill from cache, in full {block}-token blocks. With short queries and no template "
                 "there is nothing to gain.",
-                numbers=pick(ev, "enable_prefix_caching", "prompt_tokens_per_pair", "block_size"),
+                numbers=pick(
+                    ev, Config.enable_prefix_caching, Shape.prompt_tokens_per_pair, Config.block_size
+                ),
                 suggestions=[
                     Suggestion(
                         "--enable-prefix-caching",
@@ -64,31 +68,34 @@ class PrefixCacheRule:
                     )
                 ],
             )
-        ratio = ev.prefix_hit_ratio
+        ratio = ev.scheduler.prefix_hit_ratio
         if ratio is None:
             return None
         numbers = pick(
             ev,
-            "prefix_hit_ratio",
-            "prefix_hits_delta",
-            "prefix_queries_delta",
-            "prompt_tokens_per_pair",
-            "block_size",
-            "kv_cache_size_tokens",
-            "prompt_tokens_per_s",
-            "gpu_util_mean_pct",
+            Scheduler.prefix_hit_ratio,
+            Scheduler.prefix_hits_delta,
+            Scheduler.prefix_queries_delta,
+            Shape.prompt_tokens_per_pair,
+            Config.block_size,
+            Config.kv_cache_size_tokens,
+            Shape.prompt_tokens_per_s,
+            Gpu.gpu_util_mean_pct,
         )
         turnover = cache_turnover_s(ev)
         numbers["cache_turnover_s"] = turnover
-        tokens = ev.prompt_tokens_per_pair
+        tokens = ev.shape.prompt_tokens_per_pair
         hits = (
-            f" ({count(ev.prefix_hits_delta)} of {count(ev.prefix_queries_delta)} looked-up tokens)"
-            if ev.prefix_hits_delta is not None
+            f" ({count(ev.scheduler.prefix_hits_delta)} of "
+            f"{count(ev.scheduler.prefix_queries_delta)} looked-up tokens)"
+            if ev.scheduler.prefix_hits_delta is not None
             else ""
         )
         turnover_text = (
-            f" The {count(ev.kv_cache_size_tokens)}-token KV cache turns over every {secs(turnover)} at "
-            f"{count(ev.prompt_tokens_per_s)} prompt tokens/s: a prompt hits only if it comes back sooner."
+            f" The {count(ev.config.kv_cache_size_tokens)}-token KV cache turns over every "
+            f"{secs(turnover)} at "
+            f"{count(ev.shape.prompt_tokens_per_s)} prompt tokens/s: a prompt hits only if it comes "
+            f"back sooner."
             if turnover is not None
             else ""
         )
@@ -104,10 +111,7 @@ class PrefixCacheRule:
                         f"{min(ratio / share, 1.0) * 100:.0f} % of pairs were exact repeats of a recent one."
                     )
             fresh = f" Fresh documents would cost ~{1 / max(1 - ratio, 1e-3):.0f}× the prefill work per pair."
-            return Finding(
-                rule_id=self.id,
-                label=self.label,
-                step=self.step,
+            return self.finding(
                 severity=Severity.INFO,
                 title=f"Prefix-cache hit ratio {ratio_pct(ratio)}: the same prompts came back again",
                 detail=f"{ratio_pct(ratio)} of prompt tokens were served from the prefix "
@@ -133,10 +137,7 @@ class PrefixCacheRule:
                     reasons.append(
                         f"documents did not come back within the cache's turnover ({secs(turnover)})"
                     )
-            return Finding(
-                rule_id=self.id,
-                label=self.label,
-                step=self.step,
+            return self.finding(
                 severity=Severity.INFO,
                 title=f"Prefix-cache hit ratio {ratio_pct(ratio)}: prompts do not share full blocks",
                 detail=f"{ratio_pct(ratio)} of prompt tokens hit the prefix cache{hits}. Likely why: "

@@ -12,20 +12,23 @@ from __future__ import annotations
 import math
 
 from diagnose.derive.evidence import Evidence
+from diagnose.derive.sections.shape import Shape
+from diagnose.derive.sections.traffic import Traffic
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Needs, count, pick
+from diagnose.rules.base import Rule, count, pick
 from diagnose.thresholds import Thresholds
 
 
-class RequestPatternRule:
+class RequestPatternRule(Rule):
     id = "request-pattern"
     step = 2
     label = "config"
-    needs: Needs = ("docs_per_call", "prompt_tokens_per_pair")
+    kind = "advice"
+    needs = (Traffic.docs_per_call, Shape.prompt_tokens_per_pair)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
         t = thresholds.of(self.id)
-        docs, tokens = ev.docs_per_call, ev.prompt_tokens_per_pair
+        docs, tokens = ev.traffic.docs_per_call, ev.shape.prompt_tokens_per_pair
         if docs is None or tokens is None:
             return None
         notes: list[str] = []
@@ -49,26 +52,31 @@ class RequestPatternRule:
                 f"Tiny pairs ({tokens:.1f} tokens each): tokenizing, scheduling and answering each one costs "
                 "the API server more than the model costs the GPU; expect a CPU limit long before the GPU's."
             )
-        rate = f", {count(ev.engine_requests_per_s)} pairs/s" if ev.engine_requests_per_s is not None else ""
-        calls = f" at {ev.calls_per_s:.3g} calls/s" if ev.calls_per_s is not None else ""
-        p99 = f", p99 prompt {ev.prompt_tokens_p99:.0f} tokens" if ev.prompt_tokens_p99 is not None else ""
-        return Finding(
-            rule_id=self.id,
-            label=self.label,
-            step=self.step,
+        rate = (
+            f", {count(ev.traffic.engine_requests_per_s)} pairs/s"
+            if ev.traffic.engine_requests_per_s is not None
+            else ""
+        )
+        calls = f" at {ev.traffic.calls_per_s:.3g} calls/s" if ev.traffic.calls_per_s is not None else ""
+        p99 = (
+            f", p99 prompt {ev.shape.prompt_tokens_p99:.0f} tokens"
+            if ev.shape.prompt_tokens_p99 is not None
+            else ""
+        )
+        return self.finding(
             severity=Severity.INFO,
             title=f"Request shape: {docs:.3g} documents per call, {tokens:.3g} tokens per pair{rate}",
             detail=f"Each call carried {docs:.1f} documents on average{calls}; a pair (query + document) "
             f"averaged {tokens:.1f} prompt tokens{p99}. " + " ".join(notes),
             numbers=pick(
                 ev,
-                "docs_per_call",
-                "prompt_tokens_per_pair",
-                "prompt_tokens_p99",
-                "calls_per_s",
-                "engine_requests_per_s",
-                "prompt_tokens_per_s",
-                "http_handler",
+                Traffic.docs_per_call,
+                Shape.prompt_tokens_per_pair,
+                Shape.prompt_tokens_p99,
+                Traffic.calls_per_s,
+                Traffic.engine_requests_per_s,
+                Shape.prompt_tokens_per_s,
+                Traffic.http_handler,
             ),
             suggestions=suggestions,
         )
