@@ -209,11 +209,11 @@ def test_issues_json_of_any_shape_reads_as_issues_or_a_stated_problem(value: obj
 def test_stress_json_of_any_shape_reads_or_states_a_problem(value: object) -> None:
     bundle = read_mutated({"stress.json": _dump(value)})
     if bundle is not None:
-        from diagnose.derive.evidence import client_view_from_stress
+        from diagnose.derive.sections.client import StressSummary
 
-        view = client_view_from_stress(bundle.stress)
+        view = StressSummary.from_dict(bundle.stress)
         if view is not None:
-            for number in (view.mean_s, view.p95_s):
+            for number in (view.latency_mean_s, view.latency_p95_s, view.calls_per_s):
                 assert number is None or (isinstance(number, float) and math.isfinite(number))
 
 
