@@ -323,3 +323,37 @@ def test_the_streaming_reader_yields_the_same_dumps_as_the_splitter(
         path.write_bytes(text.encode())
         streamed = list(stream_dumps(path, 100.0))
     assert streamed == split_dumps(text, 100.0)
+
+
+# The pasted text files (flags.txt in any form, `ss -s`, /proc/net/sockstat, `ss -tan`): whatever is
+# pasted reads as values or a stated problem.
+SOCKET_TEXTS = sorted((Path(__file__).parent / "fixtures" / "sockets").glob("*.txt"))
+
+
+@st.composite
+def damaged_text(draw: st.DrawFn, seeds: list[str]) -> str:
+    lines = draw(st.sampled_from(seeds)).splitlines()[:40] or [""]
+    for _ in range(draw(st.integers(1, 6))):
+        i = draw(st.integers(0, len(lines) - 1))
+        words = lines[i].split(" ")
+        j = draw(st.integers(0, len(words) - 1))
+        words[j] = draw(weird)
+        lines[i] = " ".join(words)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name", ["flags.txt", "ss-s.txt", "sockstat.txt", "ss-tan.txt"])
+def test_pasted_text_files_read_as_values_or_a_stated_problem(name: str) -> None:
+    seeds = [(SEED / "flags.txt").read_text()] + [p.read_text(errors="replace") for p in SOCKET_TEXTS]
+
+    @FEW
+    @given(content=damaged_text(seeds) | st.text(max_size=200))
+    def check(content: str) -> None:
+        files = {name: content.encode("utf-8", "surrogatepass")}
+        if name == "flags.txt":
+            server = json.loads((SEED / "server.json").read_text())
+            server["flags"] = None
+            files["server.json"] = _dump(server)
+        read_mutated(files)
+
+    check()
