@@ -78,6 +78,7 @@ def show_report(report: Report, *, as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diagnose.collect.sampler import CollectionInterrupted
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.pipeline import diagnose, metrics_issue
@@ -122,12 +123,14 @@ def run(args: argparse.Namespace) -> int:
                 docs=IntRange(args.docs, args.docs),
                 words=IntRange(args.words, args.words),
             )
-            bundle = collect_under_load(
-                config, url=args.url, out=None, duration_s=args.duration, **collect_args
-            )
+            try:
+                bundle = collect_under_load(
+                    config, url=args.url, out=None, duration_s=args.duration, **collect_args
+                )
+            except CollectionInterrupted as stop:  # as below: the window so far, reported, then 130
+                bundle, interrupted = stop.bundle, True
         else:
             from diagnose.collect.run import collect_to_folder
-            from diagnose.collect.sampler import CollectionInterrupted
 
             try:
                 bundle, _ = collect_to_folder(
