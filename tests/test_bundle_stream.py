@@ -40,3 +40,20 @@ def test_fold_skips_what_is_not_an_exposition_and_counts_unreadable_lines(tmp_pa
     assert fold.dumps == 2 and fold.skipped == 1
     assert fold.unreadable_lines == 1 and "broken line" in (fold.first_unreadable or "")
     assert fold.distinct_times == 1  # the two good dumps are the same capture: no window
+
+
+def test_a_dump_far_past_any_vllm_metrics_is_skipped_not_parsed(tmp_path: Path) -> None:
+    import pytest
+
+    from diagnose.bundle.values import MAX_DUMP_BYTES
+    from diagnose.errors import DoctorError
+
+    line = "vllm:num_requests_running 0\n"
+    with (tmp_path / "metrics.prom").open("w") as handle:
+        handle.write("### capture t_unix=1800000000\n")
+        handle.write(line * (MAX_DUMP_BYTES // len(line) + 1))
+    fold = fold_window(stream_dumps(tmp_path / "metrics.prom"))
+    assert fold.dumps == 0
+    with pytest.raises(DoctorError) as refused:
+        read_bundle(tmp_path)
+    assert "far past any vLLM /metrics" in refused.value.one_line()

@@ -19,6 +19,7 @@ from diagnose.bundle.values import (
     COUNT_MAX,
     CPU_PCT_MAX,
     GPU_INDEX_MAX,
+    MAX_DUMP_BYTES,
     MIB_MAX,
     PID_MAX,
     PORT_MAX,
@@ -382,6 +383,10 @@ def _read_metrics(path: Path, issues: list[CollectorIssue]) -> list[MetricsDump]
     dropped_lines = damaged = 0
     first_line: str | None = None
     for n, dump in enumerate(dumps, start=1):
+        if len(dump.text) > MAX_DUMP_BYTES:
+            size_mb = len(dump.text) / 1e6
+            problems.add(f"dump {n}", f"{size_mb:.0f} MB, far past any vLLM /metrics; that dump is skipped")
+            continue
         parsed = parse_dump(dump)
         verdict = exposition_problem(parsed)
         if verdict is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose.bundle import layout
-from diagnose.bundle.values import BadValue, Problems, t_unix
+from diagnose.bundle.values import MAX_DUMP_BYTES, BadValue, Problems, t_unix
 from diagnose.metrics.exposition import ParsedDump, exposition_problem, parse_dump
 from diagnose.readings import MetricsDump
 
@@ -35,13 +35,19 @@ def stream_dumps(
     """
     problems = problems if problems is not None else Problems(path.name)
     lines: list[str] = []
+    size = 0  # characters of the dump being read; past MAX_DUMP_BYTES its lines are no longer kept
     when: float | None = default_t_unix
     number = 0
     seen_marker = False
 
     def flush() -> MetricsDump | None:
+        nonlocal size
         text = "".join(lines)
         lines.clear()
+        too_big, size = size > MAX_DUMP_BYTES, 0
+        if too_big:
+            problems.add(f"dump {max(number, 1)}", "far past any vLLM /metrics in size; that dump is skipped")
+            return None
         if when is None or (not seen_marker and not text.strip()):
             return None
         return MetricsDump(t_unix=when, text=text)
@@ -54,6 +60,7 @@ def stream_dumps(
                     if dump is not None:
                         yield dump
                 lines.clear()  # text before the first marker belongs to no dump (as in split_dumps)
+                size = 0
                 seen_marker = True
                 number += 1
                 stamp = line[len(_MARKER) :].split(None, 1)[0] if line[len(_MARKER) :].strip() else ""
@@ -66,7 +73,9 @@ def stream_dumps(
                     if when is None:
                         problems.add(f"dump {number}", "the capture marker has no time; that dump is skipped")
                 continue
-            lines.append(line)
+            size += len(line)
+            if size <= MAX_DUMP_BYTES:
+                lines.append(line)
     dump = flush()
     if dump is not None:
         yield dump

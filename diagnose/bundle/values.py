@@ -32,6 +32,11 @@ POWER_W_MAX = 1e5
 CLOCK_MHZ_MAX = 1e5
 PCT_MAX = 100.0
 
+# One /metrics dump: vLLM 0.32's is ~54 KB (92 families); multi-model or multi-engine servers are larger.
+# Far past that it is not vLLM's /metrics, and parsing it would cost seconds and gigabytes: the live
+# scrape stops reading there (collect/vllm.py) and a bundle's dump that size is skipped.
+MAX_DUMP_BYTES = 64 * 1024 * 1024
+
 _KEEP = 3  # reasons listed per file; the rest are counted
 
 

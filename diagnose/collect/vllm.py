@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 import requests
 import urllib3.exceptions
 
+from diagnose.bundle.values import MAX_DUMP_BYTES
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
 from diagnose.metrics.exposition import exposition_problem, parse_text, unreadable_summary
@@ -23,9 +24,9 @@ from diagnose.readings import CollectorIssue, MetricsDump, ServerInfo
 from diagnose.redact import redact_url
 
 DEFAULT_TIMEOUT_S = 5.0
-# vLLM 0.32's exposition is ~54 KB (92 families); multi-model or multi-engine servers are larger.
-# Far past that it is not vLLM's /metrics: stop reading rather than fill memory.
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# Far past vLLM's ~54 KB it is not vLLM's /metrics: stop reading rather than fill memory (the same cap
+# as a bundle's dump).
+DEFAULT_MAX_BYTES = MAX_DUMP_BYTES
 _SUFFIXES = ("/metrics", "/v1", "/health", "/v1/rerank", "/rerank", "/score", "/v1/score", "/v1/models")
 
 
