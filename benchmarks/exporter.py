@@ -70,7 +70,6 @@ def diagnosed_state(tmp: Path) -> ExporterState:
             report,
             window_end_t_unix=time.time(),
             collection_s=1.0,
-            host_cpus=2,
             tcp_states=TCP_STATES.values(),
         )
     )

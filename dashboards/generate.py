@@ -348,12 +348,13 @@ def panels() -> list[dict[str, Any]]:
         panel(
             "CPU by vLLM process: API server vs engine core",
             "Busiest process of each role, percent of ONE core (100 = a core saturated): the API server "
-            "(HTTP, tokenization) and VLLM::EngineCore (scheduling) each top out at 100. host = the whole "
-            "machine. On CPU builds VLLM::Worker spin-waits near 90 % under any load.",
+            "(HTTP, tokenization) and VLLM::EngineCore (scheduling) each top out at 100. The whole host is "
+            "rerank_doctor_host_cpu_ratio (a fraction of ALL cores, as check shows it). On CPU builds "
+            "VLLM::Worker spin-waits near 90 % under any load.",
             [
                 target(
                     "max by (role) "
-                    '(rerank_doctor_process_cpu_percent{role=~"api_server|engine_core|worker|host"})',
+                    '(rerank_doctor_process_cpu_percent{role=~"api_server|engine_core|worker"})',
                     "{{role}}",
                     "A",
                 )

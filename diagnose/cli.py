@@ -23,9 +23,20 @@ from diagnose.exit_status import ExitStatus
 from diagnose.redact import redact_text
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's own, except that a line never breaks at a hyphen: `--max-num-seqs` and
+    `~/.cache/rerank-doctor/lab` stay whole on a narrow terminal (textwrap breaks them by default)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(self._whitespace_matcher.sub(" ", text).strip(), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rerank-doctor",
+        formatter_class=HelpFormatter,
         description="Finds why a vLLM reranker is slow — GPU, CPU, network or cache thrash — "
         "proves it with numbers, and says which vLLM flags to change.",
         epilog="Exit statuses: 0 ok, 1 findings at --fail-on, 2 usage, 3 unreachable, 4 bad input, "
@@ -36,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in SUBCOMMANDS:
         module = importlib.import_module(f"diagnose.commands.{module_name}")
-        sp = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        sp = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.add_arguments(sp)
         sp.set_defaults(_run=module.run)
     return parser

@@ -43,8 +43,9 @@ LABELS = ("gpu", "cpu", "network", "cache-thrash", "io", "config", "failures", "
 # (utilization, saturation, errors of one resource): causes set the verdict's label. A "symptom" (queue
 # time, HTTP latency, failures) is what every bottleneck looks like: symptoms set how urgent the verdict
 # is, never which resource it names. "advice" (request pattern, settings) explains or tunes; it never
-# decides the verdict.
-KINDS = ("cause", "symptom", "advice")
+# decides the verdict. A "conflict" reports readings that contradict each other: the verdict stands, at
+# low confidence.
+KINDS = ("cause", "symptom", "advice", "conflict")
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,11 @@ DEFAULTS: dict[str, dict[str, float]] = {
     # The model's compute on a CPU build: "requests wait" is the queueing table's definition and "the host
     # is saturated" the cpu-host table's, read from there so each line is defined once.
     "cpu-model": {},
+    "readings-disagree": {
+        # A GPU busy half the time while vLLM finished nothing is someone else's work (vLLM idles at ~0 %
+        # between requests; its start-up profiling is over before the server answers /health).
+        "gpu_busy_pct": 50.0,
+    },
     "queueing": {
         # Mean time in vLLM's queue (vllm:request_queue_time_seconds): 0.2 s is the P95 queue alert's
         # warning level; a queue at least half the inference time is more than a burst being absorbed.

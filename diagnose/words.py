@@ -1,4 +1,4 @@
-"""The made-up words of all synthetic traffic (stress bodies, the lab driver, bypass pairs).
+"""The made-up words of all synthetic traffic (stress bodies, bypass pairs).
 
 They are built from the syllables the lab's tokenizer was trained on (diagnose/lab/build_model.py keeps
 a copy, since it runs as a script inside the lab's venv; tests/test_words.py pins the two equal), so a

@@ -9,8 +9,10 @@ vLLM runs at a time: `start_lab` stops the shared server first, and the shared s
 (lazily) before the next test that asks for it.
 
 Setting up the lab (venv + model, minutes the first time) and starting vLLM (~1 minute) show progress
-on the terminal without `-s`. If the lab cannot be set up because no package index is reachable, lab
-tests are skipped with the reason -- except on CI (CI=true), which installs everything and must fail.
+on the terminal without `-s`: a live line on a terminal, else a plain line at most every 10 s
+(diagnose/progress.py), not one per vLLM log line. If the lab cannot be set up because no package index is
+reachable, lab tests are skipped with the reason -- except on CI (CI=true), which installs everything and
+must fail.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.lab.progress import StepReporter, terminal_progress
 from diagnose.lab.server import LabServer
+from diagnose.progress import StepReporter, terminal_progress
 
 StartLab = Callable[..., LabServer]
 
@@ -87,15 +89,9 @@ class LabPool:
         pytest.fail(reason, pytrace=False)
 
     def _start(self, server: LabServer, what: str) -> LabServer:
-        server.start()
-        try:
-            with _visible_progress(self.config, what) as progress:
-                # Generous: other work on a 2-core machine has doubled start-up (~70 s -> ~150 s) here.
-                server.wait_healthy(timeout_s=600, progress=progress)
-        except BaseException:
-            server.stop()
-            raise
-        return server
+        with _visible_progress(self.config, what) as progress:
+            # Generous: other work on a 2-core machine has doubled start-up (~70 s -> ~150 s) here.
+            return server.start_healthy(progress, timeout_s=600)
 
     def ensure_default(self) -> LabServer:
         lab_dir = self.lab_dir()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from diagnose.cli import main
+from diagnose.defaults import DEFAULT_DRAIN_S
 from diagnose.stress.local_server import Behaviour, LocalServer
 
 
@@ -53,3 +54,17 @@ def test_watch_shows_one_verdict_per_window_and_stops(captures_dir: Path, capsys
     out = capsys.readouterr().out
     assert status == 0
     assert "window 2" in out and "rerank-doctor verdict" in out
+
+
+def test_check_with_stress_shows_its_extra_time_and_states_the_cache(captures_dir: Path, capsys) -> None:
+    # The seconds before and after the window (lead-in, lead-out, drain) were silent; and a diagnosis made
+    # under our own load now says which bodies went out and what the prefix cache answered of them.
+    start, end = capture_dumps(captures_dir, "s2_healthy_c8_d10_w100")
+    with LocalServer(Behaviour(metrics=[start, start, end], delay_s=0.005)) as server:
+        args = ["check", "--url", server.url, "--duration", "1s", "--stress", "10", "--docs", "2"]
+        main([*args, "--words", "5", "--no-gpu", "--fail-on", "critical", "--seed", "42"])
+    captured = capsys.readouterr()
+    assert "(seed 42) for 3 s before the 1 s window opens" in captured.err
+    assert f"window closed; load runs 3 s more, then waits at most {DEFAULT_DRAIN_S:g} s" in captured.err
+    assert "Generated load: bodies from seed 42" in captured.out
+    assert "prefix cache answered" in captured.out  # the replayed window's hits/queries, as a percentage

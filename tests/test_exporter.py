@@ -41,7 +41,6 @@ def snapshot_of(captures_dir: Path, scenario: str, end_t: float = 1000.0) -> Sna
         report,
         window_end_t_unix=end_t,
         collection_s=2.0,
-        host_cpus=16,
         tcp_states=TCP_STATES.values(),
     )
 
@@ -141,7 +140,6 @@ def test_socket_census_reports_unseen_states_as_known_zero(captures_dir: Path) -
             report,
             window_end_t_unix=2.0,
             collection_s=1.0,
-            host_cpus=2,
             tcp_states=TCP_STATES.values(),
         )
     )
@@ -162,7 +160,6 @@ def test_loop_publishes_a_report_for_a_window_with_metrics(captures_dir: Path) -
         state,
         build_sources=lambda url, **_: (object(), []),
         collect_window=lambda sources, **_: bundle,
-        host_cpus=4,
     )
     assert loop.run_once() is True
     assert state.view().snapshot is not None

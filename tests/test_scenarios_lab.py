@@ -26,9 +26,11 @@ import pytest
 import requests
 
 from diagnose.collect.run import collect_to_folder
+from diagnose.collect.sockets import SocketSource
 from diagnose.collect.under_load import collect_under_load
 from diagnose.derive.evidence import Evidence, build_evidence
 from diagnose.lab.server import LabServer
+from diagnose.readings import SocketCensus
 from diagnose.report import Finding, Report, Severity
 from diagnose.rules.engine import run_rules
 from diagnose.stress import IntRange, LoadConfig
@@ -37,6 +39,8 @@ pytestmark = pytest.mark.lab
 
 WINDOW_S = 12.0
 DRAIN_LIMIT_S = 180.0
+# Below the network rule's warning line (1,000) with room: the sockets of a flood are gone by then.
+TIME_WAIT_CLEAN = 300
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -55,14 +59,23 @@ def waiting_now(server: LabServer) -> float | None:
     return sum(values) if values else None
 
 
+def time_wait_now(server: LabServer) -> int:
+    census = SocketSource().census(server.port)
+    return census.port_states.get("TIME_WAIT", 0) if isinstance(census, SocketCensus) else 0
+
+
 def drain(server: LabServer, limit_s: float = DRAIN_LIMIT_S) -> None:
-    """Waits until vLLM has nothing waiting or running (bounded), so the next window starts clean."""
+    """Waits until vLLM has nothing waiting or running and the serving port's TIME_WAIT sockets from an
+    earlier test have expired (both bounded), so the next window starts clean: a socket stays in
+    TIME_WAIT 60 s after close, and a flood left by the previous test is not this window's traffic."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if waiting_now(server) == 0:
+        if waiting_now(server) == 0 and time_wait_now(server) < TIME_WAIT_CLEAN:
             return
         time.sleep(2.0)
-    pytest.fail(f"vLLM still had requests queued after {limit_s:.0f} s: the next window would be polluted")
+    pytest.fail(
+        f"vLLM still busy (queue or TIME_WAIT) after {limit_s:.0f} s: the next window would be polluted"
+    )
 
 
 def diagnose(

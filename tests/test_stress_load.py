@@ -196,7 +196,11 @@ def test_server_view_comes_from_metrics_scraped_before_and_after(captures_dir: P
     # The recording's own window: 4,407 calls of 10 documents = 44,070 engine requests.
     assert view.engine_requests == 44070 and view.http_requests is not None
     assert view.e2e_mean_s is not None and 0 < view.e2e_mean_s < 0.3
-    assert view.queue_p95_s is not None
+    # Every request of that healthy window queued for less than vLLM's first bucket (0.3 s): the p95 is
+    # "at most 0.3 s", not the 0.285 s an interpolation would invent.
+    assert view.queue_p95_s is None and view.queue_p95_at_most_s == 0.3
+    # The recording ran with repeated bodies: the prefix cache answered most prompt tokens.
+    assert view.prefix_cache_hit_ratio is not None and 0.5 < view.prefix_cache_hit_ratio <= 1.0
 
 
 def test_no_metrics_endpoint_gives_a_reason_not_a_view() -> None:
@@ -216,3 +220,39 @@ def test_ctrl_c_stops_the_run_and_still_reports() -> None:
     assert report.calls_ok >= 5 and report.calls_unfinished >= 1
     assert report.elapsed_s < 3.0
     assert any("still in flight" in n for n in report.notes)
+
+
+def test_each_run_sends_fresh_bodies_unless_a_seed_is_given() -> None:
+    # Same bodies run after run filled vLLM's prefix cache and turned a cpu CRITICAL into "healthy".
+    def bodies(**kw: object) -> tuple[set[bytes], object]:
+        with LocalServer(Behaviour(keep_bodies=True)) as srv:
+            report = run_load(_config(srv.url, concurrency=1, max_requests=4, **kw))
+        return set(srv.seen.bodies[1:]), report.settings["seed"]
+
+    first, seed_a = bodies()
+    second, seed_b = bodies()
+    assert isinstance(seed_a, int) and seed_a != seed_b  # the report states the seed it drew
+    assert not first & second
+    again, seed_c = bodies(seed=seed_a)
+    assert seed_c == seed_a and again == first  # --seed repeats a run's bodies exactly
+
+
+def test_the_drain_after_sending_is_bounded_and_says_what_it_cut() -> None:
+    # From the first load call on, the server stalls 5 s; sending stops after 0.5 s; the drain waits 0.3 s,
+    # then cancels what is left (call 1 is the check call before the run, answered at once).
+    with LocalServer(Behaviour(stall_at_call=2, stall_s=5.0)) as srv:
+        report = run_load(_config(srv.url, rate_per_s=10, duration_s=0.5, timeout_s=60.0, drain_s=0.3))
+    assert report.calls_sent > 0 and report.calls_unfinished == report.calls_sent
+    assert any("--drain" in note and "cancelled" in note for note in report.notes)
+    assert {g.message for g in report.errors} == {"still in flight 0.3 s after sending stopped"}
+
+
+def test_the_live_line_shows_the_drain_and_its_bound() -> None:
+    from diagnose.stress.progress import drain_line
+    from diagnose.stress.recorder import Recorder
+
+    recorder = Recorder()
+    for _ in range(3):
+        recorder.start(0.0, 0.0, 1)
+    line = drain_line(recorder, 1.0, LoadConfig(rate_per_s=1, drain_s=5.0))
+    assert "waiting for 3 calls in flight" in line and "at most 4.0 s more" in line

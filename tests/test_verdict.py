@@ -159,3 +159,43 @@ def test_an_api_server_bound_vllm_0_34_gets_renderer_workers_without_an_upgrade(
     report = run_rules(evidence(api_server_cpu_mean_pct=99.0, http_mean_s=2.0, vllm_version="0.34.0"))
     renderer = [s for s in report.findings[0].suggestions if s.flag == "--renderer-num-workers"]
     assert renderer and renderer[0].direction == "raise" and renderer[0].proposed == "4"
+
+
+def test_a_busy_gpu_with_no_vllm_traffic_is_a_contradiction_never_healthy() -> None:
+    report = run_rules(evidence(gpu_util_mean_pct=80.0, engine_requests_delta=0.0, calls_delta=0.0))
+    assert report.verdict.label == "undetermined" and report.verdict.confidence == "low"
+    assert report.verdict.rule_id == "readings-disagree"
+
+
+def test_a_bundle_without_metrics_still_diagnoses_from_its_other_files(tmp_path) -> None:
+    # The real H200 4B window (GPU-bound by nvidia-smi's own log) minus its /metrics dumps.
+    import shutil
+    from pathlib import Path
+
+    from diagnose.bundle import read_bundle
+    from diagnose.pipeline import diagnose
+
+    source = Path(__file__).parent / "fixtures" / "gpu-h200-4b-8api-open" / "bundle"
+    for name in ("nvidia-smi.csv", "processes.csv", "flags.txt", "server.json"):
+        shutil.copy(source / name, tmp_path / name)
+    report = diagnose(read_bundle(tmp_path))
+    assert report.verdict.label == "gpu"
+    assert report.verdict.confidence == "medium"  # the queue is unknown without /metrics
+    assert any(s.rule_id == "queueing" and "no /metrics" in s.reason for s in report.skipped)
+
+
+def test_an_uneven_spread_over_api_servers_is_stated_with_the_busiest_share() -> None:
+    # DESIGN §2: requests spread unevenly across 8 API servers (62 to 696 each): judge the busiest.
+    report = run_rules(
+        evidence(
+            api_server_cpu_mean_pct=97.0,
+            api_server_count=8,
+            flag_api_server_count=8,
+            api_server_busiest_share_ratio=0.4,
+            http_mean_s=2.0,
+        )
+    )
+    finding = report.findings[0]
+    assert finding.rule_id == "cpu-api-server"
+    assert "did 40% of the API servers' CPU work (evenly: 12%)" in finding.detail
+    assert finding.numbers["api_server_busiest_share_ratio"] == 0.4

@@ -88,7 +88,7 @@ def load_pairs(path: Path | str) -> list[Pair]:
 def synthetic_pairs(n: int, seed: int = 0) -> list[Pair]:
     """`n` pseudo-word pairs: a new query every SYNTHETIC_DOCS_PER_QUERY documents; same n, same pairs.
 
-    The words come from the lab's syllables (diagnose/lab/traffic.py), which its tokenizer was trained
+    The words come from the lab's syllables (diagnose/words.py), which its tokenizer was trained
     on, so they split into a few tokens each as real words do.
     """
     if not 1 <= n <= MAX_PAIRS:

@@ -5,33 +5,24 @@ The imports of psutil and pynvml happen here, at the edge; nothing below the col
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from diagnose.bundle import BundleWriter
 from diagnose.collect.sampler import CollectionInterrupted, Progress, Sources, collect_window
 from diagnose.collect.vllm import VllmSource
 from diagnose.readings import Bundle, CollectorIssue
+from diagnose.urls import is_loopback_host, parse_server_url
 
 
-def url_port(url: str) -> int | None:
-    parts = urlsplit(url)
-    if parts.port:
-        return parts.port
-    return {"http": 80, "https": 443}.get(parts.scheme)
+def url_port(url: str) -> int:
+    return parse_server_url(url).effective_port
 
 
 def is_this_host(url: str) -> bool:
     """True when the server runs on this machine, so its processes and sockets can be seen from here."""
-    host = urlsplit(url).hostname or ""
-    if host in ("localhost", socket.gethostname()):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    host = parse_server_url(url).host
+    return is_loopback_host(host) or host == socket.gethostname().lower()
 
 
 def build_sources(

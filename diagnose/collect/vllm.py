@@ -11,69 +11,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
 
 from diagnose.bundle.values import MAX_DUMP_BYTES
-from diagnose.errors import DoctorError
-from diagnose.exit_status import ExitStatus
 from diagnose.metrics.exposition import exposition_problem, parse_text, unreadable_summary
 from diagnose.readings import CollectorIssue, MetricsDump, ServerInfo
-from diagnose.redact import redact_url
+from diagnose.urls import base_url  # the one --url grammar; re-exported for callers of this module
 
 DEFAULT_TIMEOUT_S = 5.0
 # Far past vLLM's ~54 KB it is not vLLM's /metrics: stop reading rather than fill memory (the same cap
 # as a bundle's dump).
 DEFAULT_MAX_BYTES = MAX_DUMP_BYTES
-_SUFFIXES = ("/metrics", "/v1", "/health", "/v1/rerank", "/rerank", "/score", "/v1/score", "/v1/models")
-
-
-def _split(url: str) -> SplitResult:
-    text = url.strip()
-    if "://" not in text:
-        text = "http://" + text
-    return urlsplit(text)
-
-
-def base_url(url: str) -> str:
-    """'localhost:8000', 'http://h:8000/v1', 'http://u:pw@h:8000/metrics?x=1' -> 'http://h:8000'.
-
-    The result is fit to show and save: credentials in the URL are kept apart (`url_credentials`) and
-    sent as HTTP basic auth, never printed. A port outside 1-65535 is a usage error (exit 2).
-    """
-    parts = _split(url)
-    try:
-        port = parts.port
-    except ValueError as err:
-        raise DoctorError(
-            f"--url {redact_url(url)!r} has a bad port ({err})",
-            "pass e.g. --url http://127.0.0.1:8000",
-            ExitStatus.USAGE,
-        ) from None
-    if not parts.hostname:
-        raise DoctorError(
-            f"--url {redact_url(url)!r} names no host",
-            "pass e.g. --url http://127.0.0.1:8000",
-            ExitStatus.USAGE,
-        )
-    path = parts.path.rstrip("/")
-    for suffix in _SUFFIXES:
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-            break
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, path, "", ""))
-
-
-def url_credentials(url: str) -> tuple[str, str] | None:
-    """(user, password) written into the URL, for HTTP basic auth; None when there are none."""
-    parts = _split(url)
-    if parts.username is None:
-        return None
-    return unquote(parts.username), unquote(parts.password or "")
 
 
 class _Failure(Exception):
@@ -94,7 +44,6 @@ class VllmSource:
         clock: Callable[[], float] = time.time,
     ):
         self.url = base_url(url)  # no credentials: this is what messages and bundles show
-        self._auth = url_credentials(url)
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self._session = session or requests.Session()
@@ -113,7 +62,6 @@ class VllmSource:
             with self._session.get(
                 url,
                 headers=self._headers,
-                auth=self._auth,
                 timeout=(min(self.timeout_s, 3.0), self.timeout_s),
                 stream=True,
             ) as resp:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from diagnose.commands.server_args import add_server_arguments
+from diagnose.commands.shared_args import add_load_shape_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
@@ -56,16 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --url: drive open-loop rerank load at this rate during the window (loopback only), "
         "so the diagnosis sees the client's latency too",
     )
-    parser.add_argument("--docs", type=int, default=20, help="with --stress: documents per call (default 20)")
-    parser.add_argument(
-        "--words", type=int, default=100, help="with --stress: words per document (default 100)"
-    )
+    add_load_shape_arguments(parser, what="with --stress")
     add_server_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
-def show_report(report: Report, *, as_json: bool) -> None:
-    """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too."""
+def show_report(report: Report, *, as_json: bool, generated_load: dict | None = None) -> None:
+    """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too.
+
+    `generated_load` is the stress report of load rerank-doctor drove itself: its seed and the prefix-cache
+    hit ratio it met are stated under the report (JSON readers find them in stress.json).
+    """
     from rich.console import Console
 
     from diagnose.render.json import render_json
@@ -75,6 +77,10 @@ def show_report(report: Report, *, as_json: bool) -> None:
         print(render_json(report))
     else:
         Console().print(report_renderable(report))
+        if generated_load is not None:
+            from diagnose.stress.render import generated_load_text
+
+            Console().print(generated_load_text(generated_load))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         bundle = read_bundle(args.bundle)
         source = str(args.bundle)
     else:
+        from diagnose.urls import base_url
+
+        # Normalised once: the source line, messages and the load all see it, with no credentials.
+        args.url = base_url(args.url)
         collect_args = dict(
             pid=args.pid,
             api_key=args.api_key,
@@ -122,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
                 rate_per_s=args.stress,
                 docs=IntRange(args.docs, args.docs),
                 words=IntRange(args.words, args.words),
+                seed=args.seed,
             )
             try:
                 bundle = collect_under_load(
@@ -151,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         source = args.url
 
     report = diagnose(bundle, thresholds, source=source)
-    show_report(report, as_json=args.json)
+    show_report(report, as_json=args.json, generated_load=bundle.stress if args.stress is not None else None)
     if interrupted:
         return int(ExitStatus.INTERRUPTED)
     fail_on = Severity.parse(args.fail_on)

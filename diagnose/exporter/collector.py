@@ -189,23 +189,37 @@ def _gpu(snap: Snapshot) -> list[Metric]:
 
 
 def _cpu(snap: Snapshot) -> list[Metric]:
-    if not snap.roles:
-        return []
-    mean = _gauge(
-        "process_cpu_percent",
-        "CPU of the busiest vLLM process of each role (api_server, engine_core, worker; host = the whole "
-        "machine), mean over the window, in percent of ONE core (100 = one core saturated)",
-        ("role",),
-    )
-    peak = _gauge("process_cpu_max_percent", "Same, highest one-second sample of the window", ("role",))
-    count = _gauge("processes", "vLLM processes seen per role", ("role",))
-    for r in snap.roles:
-        if r.mean_pct is not None:
-            mean.add_metric([r.role], r.mean_pct)
-        if r.max_pct is not None:
-            peak.add_metric([r.role], r.max_pct)
-        count.add_metric([r.role], float(r.processes))
-    return [mean, peak, count]
+    out: list[Metric] = []
+    if snap.roles:
+        mean = _gauge(
+            "process_cpu_percent",
+            "CPU of the busiest vLLM process of each role (api_server, engine_core, worker), mean over the "
+            "window, in percent of ONE core (100 = one core saturated); the whole host is host_cpu_ratio",
+            ("role",),
+        )
+        peak = _gauge("process_cpu_max_percent", "Same, highest one-second sample of the window", ("role",))
+        count = _gauge("processes", "vLLM processes seen per role", ("role",))
+        for r in snap.roles:
+            if r.mean_pct is not None:
+                mean.add_metric([r.role], r.mean_pct)
+            if r.max_pct is not None:
+                peak.add_metric([r.role], r.max_pct)
+            count.add_metric([r.role], float(r.processes))
+        out += [mean, peak, count]
+    # The whole host in the unit `check` and bundles give it, all cores (docs/units.md), as a 0-1 ratio.
+    for name, doc, value in (
+        (
+            "host_cpu_ratio",
+            "CPU of the whole host, mean over the window, fraction of ALL cores",
+            snap.host_cpu_mean_ratio,
+        ),
+        ("host_cpu_max_ratio", "Same, highest one-second sample of the window", snap.host_cpu_max_ratio),
+    ):
+        if value is not None:
+            family = _gauge(name, doc)
+            family.add_metric([], value)
+            out.append(family)
+    return out
 
 
 def _sockets(snap: Snapshot) -> list[Metric]:

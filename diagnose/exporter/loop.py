@@ -9,14 +9,13 @@ Nothing here raises out of the thread: an unexpected error is a failed window wi
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from diagnose.exporter.snapshot import COLLECTORS, build_snapshot
+from diagnose.exporter.snapshot import COLLECTORS, build_snapshot, collector_up
 from diagnose.exporter.state import ExporterState
 from diagnose.readings import Bundle
 from diagnose.thresholds import Thresholds
@@ -41,7 +40,6 @@ class CollectionLoop:
         retry_s: float = 5.0,
         build_sources: Callable[..., tuple[Any, list[Any]]] | None = None,
         collect_window: Callable[..., Bundle] | None = None,
-        host_cpus: int | None = None,
         server_info_every: int = 10,
     ) -> None:
         self.url = url
@@ -57,7 +55,6 @@ class CollectionLoop:
         self.retry_s = retry_s
         self._build_sources = build_sources
         self._collect_window = collect_window
-        self.host_cpus = host_cpus if host_cpus is not None else os.cpu_count()
         self._kept: dict[str, Any] = {}
         self.server_info_every = server_info_every
         self._known_pid: int | None = None
@@ -101,12 +98,12 @@ class CollectionLoop:
         if not bundle.dumps:
             first = metrics_issue(bundle)
             reason = first.reason if first else f"no /metrics from {self.url}"
-            self.state.fail(reason, _up(bundle))
+            self.state.fail(reason, collector_up(bundle))
             return False
         try:
             report = diagnose(bundle, self.thresholds, source=self.url)
         except Exception as err:
-            self.state.fail(f"diagnosis failed: {type(err).__name__}: {err}", _up(bundle))
+            self.state.fail(f"diagnosis failed: {type(err).__name__}: {err}", collector_up(bundle))
             return False
         self.state.publish(
             build_snapshot(
@@ -114,7 +111,6 @@ class CollectionLoop:
                 report,
                 window_end_t_unix=time.time(),
                 collection_s=time.monotonic() - started,
-                host_cpus=self.host_cpus,
                 tcp_states=TCP_STATES.values(),
             )
         )
@@ -156,15 +152,6 @@ class CollectionLoop:
 
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
-
-
-def _up(bundle: Bundle) -> dict[str, bool]:
-    return {
-        "vllm": bool(bundle.dumps),
-        "gpu": bool(bundle.gpu),
-        "host": bool(bundle.processes),
-        "sockets": bool(bundle.sockets),
-    }
 
 
 class _CachedServerInfo:

@@ -49,7 +49,9 @@ class Snapshot:
     window_s: float | None  # first to last /metrics dump
     collection_s: float  # wall time the window and its diagnosis took
     gpus: tuple[GpuWindow, ...] = ()
-    roles: tuple[RoleWindow, ...] = ()
+    roles: tuple[RoleWindow, ...] = ()  # percent of ONE core
+    host_cpu_mean_ratio: float | None = None  # the whole host, fraction of ALL cores (0-1)
+    host_cpu_max_ratio: float | None = None
     serving_port: int | None = None
     port_sockets: dict[str, int] | None = None  # last census on the serving port: state -> count
     host_sockets: dict[str, int] | None = None  # last census, whole host
@@ -74,21 +76,29 @@ def _gpus(samples: list[GpuSample]) -> tuple[GpuWindow, ...]:
     )
 
 
-def _roles(bundle: Bundle, host_cpus: int | None) -> tuple[RoleWindow, ...]:
-    out = []
-    for role, cpu in sorted(cpu_by_role(bundle.processes).items()):
-        if role == "host":
-            # The HOST_TOTAL row is in percent of ALL cores; times the core count it is in percent of one
-            # core like every other role, so one panel can put the host beside the API server.
-            if not host_cpus:
-                continue
-            scale = float(host_cpus)
-            mean = None if cpu.mean_pct is None else cpu.mean_pct * scale
-            peak = None if cpu.max_pct is None else cpu.max_pct * scale
-            out.append(RoleWindow(role, mean, peak, 1))
-        else:
-            out.append(RoleWindow(role, cpu.mean_pct, cpu.max_pct, cpu.process_count))
-    return tuple(out)
+def _roles(bundle: Bundle) -> tuple[RoleWindow, ...]:
+    """vLLM's processes, in percent of ONE core. The host is not a process: it is exported apart, in the
+    unit `check` and bundles give it (a fraction of ALL cores), so one quantity has one unit everywhere."""
+    return tuple(
+        RoleWindow(role, cpu.mean_pct, cpu.max_pct, cpu.process_count)
+        for role, cpu in sorted(cpu_by_role(bundle.processes).items())
+        if role != "host"
+    )
+
+
+def _ratio(pct: object) -> float | None:
+    return float(pct) / 100.0 if isinstance(pct, (int, float)) else None
+
+
+def collector_up(bundle: Bundle) -> dict[str, bool]:
+    """Which collectors produced readings this window: the one definition for the exporter's
+    `rerank_doctor_collector_up` (a host source counts when it saw a vLLM process, not only the host row)."""
+    return {
+        "vllm": len(bundle.dumps) > 0,
+        "gpu": len(bundle.gpu) > 0,
+        "host": any(p.name != HOST_TOTAL for p in bundle.processes),
+        "sockets": bool(bundle.sockets),
+    }
 
 
 def _last_census(censuses: list[SocketCensus]) -> SocketCensus | None:
@@ -101,7 +111,6 @@ def build_snapshot(
     *,
     window_end_t_unix: float,
     collection_s: float,
-    host_cpus: int | None,
     tcp_states: Iterable[str] = (),
 ) -> Snapshot:
     """The snapshot of one window. `tcp_states` are the state names to report as 0 when a census ran."""
@@ -110,20 +119,17 @@ def build_snapshot(
     if census is not None:
         port_sockets = dict.fromkeys(tcp_states, 0) | census.port_states if census.port is not None else None
         host_sockets = dict.fromkeys(tcp_states, 0) | census.host_states
-    has_host_rows = any(p.name != HOST_TOTAL for p in bundle.processes)
-    up = {
-        "vllm": len(bundle.dumps) > 0,
-        "gpu": len(bundle.gpu) > 0,
-        "host": has_host_rows,
-        "sockets": census is not None,
-    }
+    up = collector_up(bundle)
     return Snapshot(
         report=report,
         window_end_t_unix=window_end_t_unix,
         window_s=report.window_s,
         collection_s=collection_s,
         gpus=_gpus(bundle.gpu),
-        roles=_roles(bundle, host_cpus),
+        roles=_roles(bundle),
+        # The report's own numbers (HOST_TOTAL rows, percent of all cores), as a 0-1 ratio.
+        host_cpu_mean_ratio=_ratio(report.evidence.get("host_cpu_mean_pct")),
+        host_cpu_max_ratio=_ratio(report.evidence.get("host_cpu_max_pct")),
         serving_port=census.port if census is not None else None,
         port_sockets=port_sockets,
         host_sockets=host_sockets,

@@ -3,7 +3,7 @@
 - venv.py: the lab's own venv (vLLM never enters rerank-doctor's environment) and the model build;
 - build_model.py: a script the LAB venv runs (torch, transformers), never imported for its heavy parts;
 - server.py: `LabServer`, start / wait healthy / stop, with no engine process left behind;
-- traffic.py: a small bounded rerank driver for 127.0.0.1;
-- progress.py: how slow steps show on a terminal.
+- slow steps show their progress through diagnose/progress.py (shared with collect and stress);
+Load goes through diagnose.stress, the one load generator.
 Import the submodules; this package imports nothing heavy.
 """

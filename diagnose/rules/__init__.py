@@ -21,12 +21,14 @@ from diagnose.rules import (
     network_latency,
     prefix_cache,
     queueing,
+    readings_disagree,
     request_pattern,
 )
 from diagnose.rules.base import Rule
 
 RULES: tuple[Rule, ...] = (
     failures.RULE,  # step 1: is it even answering?
+    readings_disagree.RULE,  # step 1: GPU busy with no vLLM traffic: readings that contradict
     gpu.RULE,  # step 1: GPU busy and requests queue for it
     cpu_api_server.RULE,  # step 1: the API-server process at a core
     cpu_engine_core.RULE,  # step 1: VLLM::EngineCore at a core with requests waiting

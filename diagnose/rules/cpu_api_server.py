@@ -82,6 +82,13 @@ class ApiServerCpuRule(Rule):
             f"it tokenizes every document, builds the engine requests and writes the JSON, none of it on the "
             f"GPU. {chain}: the frontend adds {times(ratio)} the engine's time.{gpu}"
         )
+        share = ev.cpu.api_server_busiest_share_ratio
+        if share is not None and count and count > 1:
+            # Calls spread unevenly over API servers: the busiest binds before the others are full.
+            detail += (
+                f" The busiest API server did {share:.0%} of the API servers' CPU work "
+                f"(evenly: {1 / count:.0%})."
+            )
         if ev.client.bypass_overhead_share is not None and ev.client.bypass_direct_pairs_per_s is not None:
             # Step 4 agrees when the model alone is fast and most of the served time is the serving path.
             detail += (
@@ -163,6 +170,7 @@ class ApiServerCpuRule(Rule):
             Cpu.api_server_cpu_max_pct,
             Cpu.api_server_cpu_metrics_pct,
             Cpu.api_server_count,
+            Cpu.api_server_busiest_share_ratio,
             Latency.http_mean_s,
             Latency.http_p95_s,
             Latency.e2e_mean_s,

@@ -39,6 +39,7 @@ class EngineCoreCpuRule(Rule):
             Cpu.engine_core_cpu_mean_pct,
             Cpu.engine_core_cpu_max_pct,
             Cpu.api_server_cpu_mean_pct,
+            Cpu.api_server_busiest_share_ratio,
             Scheduler.waiting_max,
             Scheduler.waiting_mean,
             Gpu.gpu_util_mean_pct,

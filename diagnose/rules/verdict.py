@@ -11,7 +11,7 @@ verdict says which readings are missing — never a resource guessed from which 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from diagnose.report import Finding, Severity, Skipped, Verdict
 from diagnose.rules.base import Rule
@@ -32,7 +32,13 @@ def rank(findings: Sequence[Finding], skipped: Sequence[Skipped], rules: Mapping
     by_urgency = sorted(findings, key=lambda f: (-f.severity, f.step, order[id(f)]))
     causes = [f for f in by_urgency if f.kind == "cause" and f.severity >= Severity.WARNING]
     symptoms = [f for f in by_urgency if f.kind == "symptom" and f.severity >= Severity.WARNING]
+    conflicts = [f for f in by_urgency if f.kind == "conflict" and f.severity >= Severity.WARNING]
     if not causes and not symptoms:
+        if conflicts:  # never "healthy" over readings that contradict each other
+            verdict = Verdict(
+                "undetermined", conflicts[0].severity, "low", conflicts[0].rule_id, why=conflicts[0].title
+            )
+            return Ranked(by_urgency, verdict)
         return Ranked(by_urgency, None)
 
     firing = {f.rule_id for f in causes}
@@ -68,6 +74,8 @@ def rank(findings: Sequence[Finding], skipped: Sequence[Skipped], rules: Mapping
             why=f"{symptom.title}; the binding resource is not measured here: {unmeasured(skipped, rules)}",
             symptom=symptom.rule_id,
         )
+    if any(f.kind == "conflict" and f.severity >= Severity.WARNING for f in findings):
+        verdict = replace(verdict, confidence="low")  # readings that disagree: no verdict is sure
     first = [f for f in causes] + ([symptom] if symptom else [])
     rest = [f for f in by_urgency if all(f is not g for g in first)]
     return Ranked(first + rest, verdict)

@@ -163,6 +163,8 @@ class _Run:
         self.stopped_by = "duration"
         self.scheduled = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self.drain_cut = 0  # calls cancelled because the drain's bound ran out
+        self.cut_reason = "still in flight when the run was interrupted"
 
     def next_body(self) -> Body:
         return self.bodies[next(self.body_index) % len(self.bodies)]
@@ -180,7 +182,7 @@ class _Run:
         try:
             status, data = await pool.request(self.raw[body.index], self.config.timeout_s)
         except asyncio.CancelledError:
-            rec.abandon(record)
+            rec.abandon(record, self.cut_reason)
             raise
         except Exception as exc:  # every failure is a finding for the report, never a crash of the run
             kind, message = outcomes.kind_of_exception(exc)
@@ -207,7 +209,7 @@ class _Run:
             config.arrival,
             config.ramp_s,
             config.ramp_from_per_s,
-            config.seed,
+            config.seed or 0,  # run_load fixed it (with_seed) before the run began
         )
         loop = self.loop
         for offset in offsets:
@@ -238,33 +240,38 @@ class _Run:
 
         async def worker() -> None:
             nonlocal sent
-            loop = self.loop
             while not self.stop.is_set():
-                if loop.time() >= end:
-                    self.halt("duration")
-                    return
                 if limit is not None and sent >= limit:
                     self.halt("max_requests")
                     return
                 sent += 1
-                now = loop.time()
-                await self.call(session, self.next_body(), now)
+                await self.call(session, self.next_body(), self.loop.time())
 
         await asyncio.sleep(max(0.0, self.t0 - self.loop.time()))
-        workers = [self.loop.create_task(worker()) for _ in range(config.concurrency)]
-        for task in workers:
+        # Sending stops AT the end of the window, not when each worker's call in flight answers: those
+        # calls are the drain's (bounded) business, as in the open loop.
+        timer = self.loop.call_at(end, self.halt, "duration")
+        for _ in range(config.concurrency):
+            task = self.loop.create_task(worker())
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        await asyncio.gather(*workers, return_exceptions=True)
-        self.halt("duration")
+        await self.stop.wait()
+        timer.cancel()
 
     async def drain(self) -> None:
-        """Wait for the calls still in flight (each bounded by --timeout) unless the run was interrupted."""
+        """Wait for the calls still in flight, at most `drain_s`; cancel the rest (or all, on Ctrl-C)."""
+        deadline = self.loop.time() + self.config.drain_s
         while self.tasks:
-            if self.stopped_by == "interrupt":
+            left_s = deadline - self.loop.time()
+            if self.stopped_by == "interrupt" or left_s <= 0:
+                if self.stopped_by != "interrupt":
+                    self.drain_cut = self.recorder.in_flight
+                    self.cut_reason = f"still in flight {self.config.drain_s:g} s after sending stopped"
                 for task in list(self.tasks):
                     task.cancel()
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+                await asyncio.gather(*list(self.tasks), return_exceptions=True)
+                return
+            await asyncio.wait(list(self.tasks), timeout=left_s)
 
 
 async def _load(config: LoadConfig, target: Target, show_progress: bool) -> LoadReport:
@@ -283,7 +290,7 @@ async def _load(config: LoadConfig, target: Target, show_progress: bool) -> Load
             qwen3_template=config.qwen3_template,
             instruction=config.instruction,
             top_n=config.top_n,
-            seed=config.seed,
+            seed=config.seed or 0,  # fixed by with_seed before the run
         )
         bodies = build_bodies(spec, target.endpoint, model)
         check_note = await _check_endpoint(ctl, bodies[-1])
@@ -363,6 +370,12 @@ async def _load(config: LoadConfig, target: Target, show_progress: bool) -> Load
     )
     if check_note:
         report.notes.append(check_note)
+    if run.drain_cut:
+        report.notes.append(
+            f"{run.drain_cut} calls were still in flight {config.drain_s:g} s after sending stopped and were "
+            "cancelled (--drain): they count as unfinished and are not in the latency above, so the real "
+            "tail is longer than it shows"
+        )
     if config.open_loop and run.scheduled > report.calls_sent:
         report.notes.append(
             f"{run.scheduled - report.calls_sent} scheduled calls were never sent (stopped first)"
@@ -388,6 +401,7 @@ def settings_of(config: LoadConfig) -> dict[str, Any]:
         "top_n": config.top_n,
         "distinct_bodies": config.distinct_bodies,
         "seed": config.seed,
+        "drain_s": config.drain_s,
         "new_connection_per_request": config.new_connection_per_request,
     }
 
@@ -412,4 +426,4 @@ def run_load(config: LoadConfig, progress: bool = False) -> LoadReport:
     `yes_really`, an unreachable server, a wrong endpoint or model, or a refused key.
     """
     target = config.validate()
-    return asyncio.run(_load(config, target, progress))
+    return asyncio.run(_load(config.with_seed(), target, progress))

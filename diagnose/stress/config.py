@@ -6,15 +6,15 @@ Everything here is pure and validates eagerly: a bad duration, a zero rate or a 
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
+from diagnose.defaults import DEFAULT_DOCS_PER_CALL, DEFAULT_DRAIN_S, DEFAULT_WORDS_PER_DOC
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
 from diagnose.units import parse_duration_s
+from diagnose.urls import parse_server_url
 
 # Endpoint path -> body shape. vLLM serves the rerank shape under three paths (Jina/Cohere-style
 # `/v1/rerank` and `/v2/rerank`, bare `/rerank`) and the score shape under two.
@@ -25,8 +25,15 @@ ENDPOINTS = RERANK_ENDPOINTS + SCORE_ENDPOINTS
 ARRIVALS = ("poisson", "constant")
 
 
-def parse_duration(text: str, what: str = "--duration") -> float:
-    """'10s', '2m', '500ms', '1.5h' or a bare number of seconds -> seconds (> 0)."""
+def fresh_seed() -> int:
+    """A seed no earlier run used (with near certainty): new bodies, so vLLM's prefix cache starts cold."""
+    import secrets
+
+    return secrets.randbelow(2**31)
+
+
+def parse_duration(text: str, what: str = "--duration", allow_zero: bool = False) -> float:
+    """'10s', '2m', '500ms', '1.5h' or a bare number of seconds -> seconds (> 0, or >= 0 with allow_zero)."""
     try:
         seconds = parse_duration_s(text)  # one grammar for every duration flag (diagnose/units.py)
     except ValueError:
@@ -35,7 +42,7 @@ def parse_duration(text: str, what: str = "--duration") -> float:
             "write it like 30s, 2m, 500ms or 1h",
             ExitStatus.USAGE,
         ) from None
-    if not seconds > 0:
+    if not (seconds > 0 or (allow_zero and seconds == 0)):
         raise DoctorError(f"{what} must be longer than zero (got {text!r})", "use e.g. 30s", ExitStatus.USAGE)
     return seconds
 
@@ -78,17 +85,6 @@ def parse_range(text: str | int, what: str, minimum: int = 1) -> IntRange:
     return IntRange(low, high)
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 — the only targets load goes to without --yes-really."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve anywhere, so it is not trusted to be this machine
-
-
 @dataclass(frozen=True, slots=True)
 class Target:
     base_url: str  # scheme://host:port[/prefix], no trailing slash, no credentials
@@ -97,30 +93,20 @@ class Target:
 
 
 def parse_target(url: str, endpoint: str | None, yes_really: bool = False) -> Target:
-    """Split --url (which may already end in an endpoint path) and refuse far-away hosts."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DoctorError(
-            f"--url {url!r} is not an http(s) URL", "pass e.g. --url http://127.0.0.1:8000", ExitStatus.USAGE
-        )
-    try:
-        port = parts.port
-    except ValueError as err:
-        raise DoctorError(
-            f"--url has a bad port ({err})", "pass e.g. --url http://127.0.0.1:8000", ExitStatus.USAGE
-        ) from err
-    path = parts.path.rstrip("/")
-    for known in sorted(ENDPOINTS, key=len, reverse=True):
-        if path.endswith(known):
-            if endpoint is not None and endpoint != known:
-                raise DoctorError(
-                    f"--url ends in {known} but --endpoint is {endpoint}",
-                    "give the endpoint once, in --endpoint",
-                    ExitStatus.USAGE,
-                )
-            endpoint = known
-            path = path[: -len(known)]
-            break
+    """Split --url (which may already end in an endpoint path) and refuse far-away hosts.
+
+    The address grammar and the loopback check are diagnose/urls.py's, the same as every other command's.
+    """
+    parsed = parse_server_url(url)
+    known = parsed.path if parsed.path in ENDPOINTS else None
+    if known is not None:
+        if endpoint is not None and endpoint != known:
+            raise DoctorError(
+                f"--url ends in {known} but --endpoint is {endpoint}",
+                "give the endpoint once, in --endpoint",
+                ExitStatus.USAGE,
+            )
+        endpoint = known
     endpoint = endpoint or "/v1/rerank"
     if endpoint not in ENDPOINTS:
         raise DoctorError(
@@ -128,19 +114,14 @@ def parse_target(url: str, endpoint: str | None, yes_really: bool = False) -> Ta
             f"use one of {', '.join(ENDPOINTS)}",
             ExitStatus.USAGE,
         )
-    host = parts.hostname
-    if not yes_really and not is_loopback_host(host):
+    if not yes_really and not parsed.is_loopback:
         raise DoctorError(
-            f"refusing to send load to {host}, which is not this machine",
+            f"refusing to send load to {parsed.host}, which is not this machine",
             "point --url at 127.0.0.1/localhost, or pass --yes-really if you own that server and mean it",
             ExitStatus.USAGE,
         )
-    # Credentials in the URL are dropped: the report must never carry a secret (use --api-key).
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    base = urlunsplit((parts.scheme, netloc, path, "", ""))
-    return Target(base_url=base, endpoint=endpoint, host=host)
+    # parsed.base carries no credentials: the report must never carry a secret (use --api-key).
+    return Target(base_url=parsed.base, endpoint=endpoint, host=parsed.host)
 
 
 @dataclass(slots=True)
@@ -164,14 +145,17 @@ class LoadConfig:
     duration_s: float = 30.0
     max_requests: int | None = None
     timeout_s: float = 30.0  # per call
-    docs: IntRange = field(default_factory=lambda: IntRange(20, 20))
-    words: IntRange = field(default_factory=lambda: IntRange(100, 100))
+    docs: IntRange = field(default_factory=lambda: IntRange(DEFAULT_DOCS_PER_CALL, DEFAULT_DOCS_PER_CALL))
+    words: IntRange = field(default_factory=lambda: IntRange(DEFAULT_WORDS_PER_DOC, DEFAULT_WORDS_PER_DOC))
     query_words: int = 12
     qwen3_template: bool = False
     instruction: str | None = None  # Qwen3-Reranker instruction; None: its default web-search one
     top_n: int | None = None
     distinct_bodies: int = 1024
-    seed: int = 0
+    # None: a fresh seed per run (fresh_seed), so no run is flattered by the bodies an earlier one left in
+    # the prefix cache; the report states the seed used, and passing it back repeats the run's bodies.
+    seed: int | None = None
+    drain_s: float = DEFAULT_DRAIN_S
     new_connection_per_request: bool = False
     yes_really: bool = False
     scrape_metrics: bool = True
@@ -205,6 +189,8 @@ class LoadConfig:
             raise DoctorError("--ramp must not be negative", "use e.g. --ramp 10s", ExitStatus.USAGE)
         if self.ramp_from_per_s < 0 or not math.isfinite(self.ramp_from_per_s):
             raise DoctorError("--ramp-from must not be negative", "use e.g. --ramp-from 1", ExitStatus.USAGE)
+        if not (math.isfinite(self.drain_s) and self.drain_s >= 0):
+            raise DoctorError("--drain must not be negative", "use e.g. --drain 5s", ExitStatus.USAGE)
         for name, seconds in (("--duration", self.duration_s), ("--timeout", self.timeout_s)):
             if not (math.isfinite(seconds) and seconds > 0):
                 raise DoctorError(f"{name} must be longer than zero", "use e.g. 30s", ExitStatus.USAGE)
@@ -231,3 +217,9 @@ class LoadConfig:
     @property
     def open_loop(self) -> bool:
         return self.rate_per_s is not None
+
+    def with_seed(self) -> LoadConfig:
+        """This config with its seed fixed: the given one, or a fresh one for this run."""
+        from dataclasses import replace
+
+        return self if self.seed is not None else replace(self, seed=fresh_seed())

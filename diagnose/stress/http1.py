@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from urllib.parse import urlsplit
+
+from diagnose.urls import parse_server_url
 
 
 class ConnectFailed(ConnectionError):
@@ -30,9 +31,11 @@ class BadResponse(ConnectionError):
 
 def request_bytes(base_url: str, endpoint: str, body: bytes, headers: dict[str, str], close: bool) -> bytes:
     """The whole request, ready to write. `headers` may carry Authorization: it stays in memory only."""
-    parts = urlsplit(base_url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    lines = [f"POST {parts.path.rstrip('/')}{endpoint} HTTP/1.1", f"Host: {host}"]
+    url = parse_server_url(base_url)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    if url.port is not None:
+        host += f":{url.port}"
+    lines = [f"POST {url.prefix}{endpoint} HTTP/1.1", f"Host: {host}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append(f"Content-Length: {len(body)}")
     if close:
@@ -161,10 +164,10 @@ class Http1Pool:
     """Keep-alive connections to one server; `force_close` opens a fresh one per call instead."""
 
     def __init__(self, base_url: str, force_close: bool = False, connect_timeout_s: float = 10.0):
-        parts = urlsplit(base_url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl = ssl_module.create_default_context() if parts.scheme == "https" else None
+        url = parse_server_url(base_url)  # the one --url grammar (diagnose/urls.py)
+        self.host = url.host
+        self.port = url.effective_port
+        self.ssl = ssl_module.create_default_context() if url.scheme == "https" else None
         self.force_close = force_close
         self.connect_timeout_s = connect_timeout_s
         self._idle: list[_Connection] = []

@@ -37,6 +37,16 @@ def progress_line(recorder: Recorder, elapsed_s: float, config: LoadConfig) -> s
     )
 
 
+def drain_line(recorder: Recorder, waited_s: float, config: LoadConfig) -> str:
+    """The line once sending has stopped: what is still awaited, and for how long at most (pure)."""
+    left_s = max(config.drain_s - waited_s, 0.0)
+    return (
+        f"sending stopped; waiting for {recorder.in_flight} calls in flight "
+        f"({waited_s:.1f} s so far, at most {left_s:.1f} s more, then cancelled)  ok {recorder.ok}  "
+        f"errors {recorder.failed}"
+    )
+
+
 async def show(recorder: Recorder, stop: asyncio.Event, t0: float, config: LoadConfig) -> None:
     from rich.console import Console
     from rich.live import Live
@@ -45,7 +55,13 @@ async def show(recorder: Recorder, stop: asyncio.Event, t0: float, config: LoadC
     loop = asyncio.get_running_loop()
     console = Console(file=sys.stderr)
     with Live(console=console, auto_refresh=False, transient=True) as live:
+        stopped_at: float | None = None
         while True:
-            elapsed = max(loop.time() - t0, 0.0)
-            live.update(Text(progress_line(recorder, elapsed, config)), refresh=True)
+            now = loop.time()
+            if stop.is_set():
+                stopped_at = now if stopped_at is None else stopped_at
+                line = drain_line(recorder, now - stopped_at, config)
+            else:
+                line = progress_line(recorder, max(now - t0, 0.0), config)
+            live.update(Text(line), refresh=True)
             await asyncio.sleep(_REFRESH_S)

@@ -51,7 +51,7 @@ class Recorder:
             self.failed += 1
             self.errors[(kind, status, message)] += 1
 
-    def abandon(self, call: Call) -> None:
-        """The run stopped (Ctrl-C) with this call in flight: its latency is unknown."""
+    def abandon(self, call: Call, why: str = "still in flight when the run was interrupted") -> None:
+        """The run stopped (Ctrl-C, or the drain's bound) with this call in flight: its latency is unknown."""
         self.in_flight -= 1
-        self.errors[(UNFINISHED, None, "still in flight when the run was interrupted")] += 1
+        self.errors[(UNFINISHED, None, why)] += 1

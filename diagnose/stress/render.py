@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.text import Text
 
     from diagnose.stress.report import LoadReport
     from diagnose.stress.stats import LatencySummary
@@ -13,6 +14,30 @@ if TYPE_CHECKING:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _ms_cell(seconds: float | None) -> str:
+    """Milliseconds in at most 5 characters, so the latency table fits 80 columns without cutting one:
+    3 significant figures below 100 ms, whole milliseconds above (12345 is 12.3 s)."""
+    if seconds is None:
+        return "-"
+    ms = seconds * 1000
+    if ms < 10:
+        return f"{ms:.2f}"
+    if ms < 100:
+        return f"{ms:.1f}"
+    return f"{ms:.0f}"
+
+
+def quantile_text(value_s: float | None, at_most_s: float | None) -> str:
+    """A histogram quantile as read: "285.0 ms", or "≤ 0.3 s" when it falls in the first bucket."""
+    if at_most_s is not None:
+        return f"≤ {at_most_s:g} s"
+    return _ms(value_s)
+
+
+def _ratio_pct(value: float | None) -> str:
+    return "unknown" if value is None else f"{value * 100:.1f} %"
 
 
 def _num(value: float | None, fmt: str = ".1f") -> str:
@@ -24,12 +49,13 @@ def _latency_row(name: str, s: LatencySummary) -> list[str]:
     return [
         name,
         str(s.count),
-        *("-" if v is None else f"{v * 1000:.1f}" for v in values),
+        *(_ms_cell(v) for v in values),
         _num(s.p95_over_mean, ".2f"),
     ]
 
 
 def render(report: LoadReport) -> list[RenderableType]:
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -42,12 +68,18 @@ def render(report: LoadReport) -> list[RenderableType]:
             how += f" (ramp {settings['ramp_from_per_s'] or 0:g} -> over {settings['ramp_s']:g} s)"
     else:
         how = f"closed loop, {report.settings['concurrency']} workers"
+    seed = report.settings.get("seed")
     out.append(
         Text(
             f"{t['base_url']}{t['endpoint']}  model {t['model']}  {how}  "
             f"{report.bodies['docs_per_call_mean']:.1f} docs x "
-            f"{report.bodies['words_per_doc_mean']:.0f} words  "
+            f"{report.bodies['words_per_doc_mean']:.0f} words (seed {seed})  "
             f"stopped by {report.stopped_by} after {report.elapsed_s:.1f} s"
+            + (
+                f" (sending {report.send_window_s:.1f} s)"
+                if report.elapsed_s > report.send_window_s + 0.5
+                else ""
+            )
         )
     )
     target_rate = f"{report.target_rate_per_s:g}/s" if report.target_rate_per_s else "none (closed loop)"
@@ -59,9 +91,11 @@ def render(report: LoadReport) -> list[RenderableType]:
             f"{_num(report.pairs_per_s)} pairs/s"
         )
     )
-    lat = Table(title="latency per call in ms (successful calls)", show_edge=False)
-    for col in ("measured", "n", "mean", "p50", "p90", "p95", "p99", "max", "p95/mean"):
-        lat.add_column(col, justify="right" if col != "measured" else "left", no_wrap=True)
+    lat = Table(title="latency per call in ms (successful calls)", show_edge=False, box=box.SIMPLE_HEAD)
+    # Numbers never wrap or shrink (no_wrap, at most 5 characters); the row names may wrap instead.
+    lat.add_column("measured", justify="left", ratio=1)
+    for col in ("n", "mean", "p50", "p90", "p95", "p99", "max", "p95/ mean"):
+        lat.add_column(col, justify="right", no_wrap=col != "p95/ mean", min_width=4)
     if report.mode == "open":
         lat.add_row(*_latency_row("from intended", report.latency))
         lat.add_row(*_latency_row("service time", report.service_time))
@@ -118,11 +152,20 @@ def render(report: LoadReport) -> list[RenderableType]:
         srv.add_row(
             "p95 / mean",
             f"{_ms(report.latency.p95_s)} / {_ms(report.latency.mean_s)} per call",
-            f"e2e {_ms(s.e2e_p95_s)} / {_ms(s.e2e_mean_s)} per document",
+            f"e2e {quantile_text(s.e2e_p95_s, s.e2e_p95_at_most_s)} / {_ms(s.e2e_mean_s)} per document",
         )
-        srv.add_row("queue p95 / mean", "", f"{_ms(s.queue_p95_s)} / {_ms(s.queue_mean_s)}")
-        srv.add_row("inference p95 / mean", "", f"{_ms(s.inference_p95_s)} / {_ms(s.inference_mean_s)}")
+        srv.add_row(
+            "queue p95 / mean",
+            "",
+            f"{quantile_text(s.queue_p95_s, s.queue_p95_at_most_s)} / {_ms(s.queue_mean_s)}",
+        )
+        srv.add_row(
+            "inference p95 / mean",
+            "",
+            f"{quantile_text(s.inference_p95_s, s.inference_p95_at_most_s)} / {_ms(s.inference_mean_s)}",
+        )
         srv.add_row("prompt tokens per document", "", _num(s.prompt_tokens_per_request))
+        srv.add_row("prefix-cache hit ratio", "", _ratio_pct(s.prefix_cache_hit_ratio))
         out.append(srv)
         for note in s.notes:
             out.append(Text(f"server: {note}"))
@@ -131,3 +174,23 @@ def render(report: LoadReport) -> list[RenderableType]:
     for note in report.notes:
         out.append(Text(f"note: {note}"))
     return out
+
+
+def generated_load_text(stress: dict[str, Any]) -> Text:
+    """One paragraph under a diagnosis made while rerank-doctor drove the load (`check --stress`, `demo`):
+    which bodies went out, and how much of them vLLM's prefix cache answered (built from stress.json)."""
+    from rich.text import Text
+
+    seed = (stress.get("settings") or {}).get("seed")
+    server = stress.get("server") or {}
+    ratio = server.get("prefix_cache_hit_ratio")
+    cache = (
+        f"vLLM's prefix cache answered {ratio * 100:.1f} % of the prompt tokens during it"
+        if isinstance(ratio, (int, float))
+        else "the prefix-cache hit ratio is unknown "
+        f"({stress.get('server_problem') or 'no prefix-cache lookups in /metrics'})"
+    )
+    return Text(
+        f"Generated load: bodies from seed {seed} (a new seed each run; `--seed {seed}` sends the same "
+        f"bodies again); {cache}."
+    )

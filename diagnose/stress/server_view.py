@@ -18,6 +18,8 @@ class ServerView:
     window_s: float | None
     engine_requests: float | None  # vllm:request_success_total delta (all finished_reason values)
     http_requests: float | None  # http_requests_total delta (every handler, /metrics included)
+    # Each p95 is None when it falls in the first bucket; its `_at_most_s` then holds that bucket's bound
+    # (derive.quantiles.first_bucket_bound: the quantile is "<= 0.3 s", nothing finer).
     queue_p95_s: float | None  # vllm:request_queue_time_seconds, bucket delta over the window, p95
     queue_mean_s: float | None  # same histogram, _sum/_count delta (exact, unlike the p95)
     e2e_p95_s: float | None  # vllm:e2e_request_latency_seconds, bucket delta, p95 (per engine request)
@@ -25,6 +27,13 @@ class ServerView:
     inference_p95_s: float | None  # vllm:request_inference_time_seconds, bucket delta, p95
     inference_mean_s: float | None
     prompt_tokens_per_request: float | None  # prompt_tokens_total delta / engine requests
+    queue_p95_at_most_s: float | None = None
+    e2e_p95_at_most_s: float | None = None
+    inference_p95_at_most_s: float | None = None
+    # vllm:prefix_cache_hits_total / prefix_cache_queries_total deltas (tokens; blocks before 0.9): how
+    # much of the load the cache answered. Fresh bodies per run keep an earlier run's bodies out of it.
+    prefix_cache_hit_ratio: float | None = None
+    prefix_cache_queries: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -32,7 +41,7 @@ class ServerView:
 
 
 def server_view(before_text: str, after_text: str, before_unix: float, after_unix: float) -> ServerView:
-    from diagnose.derive.quantiles import histogram_quantile, mean
+    from diagnose.derive.quantiles import first_bucket_bound, histogram_quantile, mean
     from diagnose.derive.window import counter_delta, histogram_delta
     from diagnose.metrics import names
     from diagnose.metrics.exposition import parse_text
@@ -44,29 +53,27 @@ def server_view(before_text: str, after_text: str, before_unix: float, after_uni
     def delta(concept: str) -> float | None:
         return counter_delta(names.value(before, concept), names.value(after, concept))
 
-    def summary(concept: str) -> tuple[float | None, float | None]:
-        """(p95, mean) over the window; notes when the p95 is only the first bucket's interpolation."""
+    def summary(concept: str) -> tuple[float | None, float | None, float | None]:
+        """(p95, p95 at most, mean) over the window; the mean (_sum/_count) is exact."""
         h = histogram_delta(names.histogram(before, concept), names.histogram(after, concept))
         if h is None:
-            return None, None
-        p95 = histogram_quantile(0.95, h)
-        first_bound = h.buckets[0][0] if h.buckets else None
-        if p95 is not None and first_bound is not None and p95 <= first_bound:
-            # vLLM's latency buckets start at 0.3 s: a p95 inside that bucket is 95 % of its bound by
-            # interpolation, not a measurement. The mean (_sum/_count) is exact.
-            notes.append(
-                f"{concept} p95 falls in the first bucket (<= {first_bound:g} s), so it is an interpolation; "
-                "read the mean"
-            )
-        return p95, mean(h)
+            return None, None, None
+        at_most = first_bucket_bound(0.95, h)  # the one first-bucket policy (derive/quantiles.py)
+        p95 = None if at_most is not None else histogram_quantile(0.95, h)
+        return p95, at_most, mean(h)
 
     engine_requests = delta("request_success")
     prompt_tokens = delta("prompt_tokens")
     if names.resolve(after, "request_success") is None:
         notes.append("no vllm: engine metrics in /metrics (--disable-log-stats, or not vLLM)")
-    queue_p95, queue_mean = summary("queue_time")
-    e2e_p95, e2e_mean = summary("e2e_latency")
-    inference_p95, inference_mean = summary("inference_time")
+    queue_p95, queue_le, queue_mean = summary("queue_time")
+    e2e_p95, e2e_le, e2e_mean = summary("e2e_latency")
+    inference_p95, inference_le, inference_mean = summary("inference_time")
+    prefix_queries = delta("prefix_cache_queries")
+    prefix_hits = delta("prefix_cache_hits")
+    hit_ratio = prefix_hits / prefix_queries if prefix_hits is not None and prefix_queries else None
+    if prefix_queries == 0:
+        notes.append("no prefix-cache lookups in the window (prefix caching off, or no requests)")
     per_request = prompt_tokens / engine_requests if prompt_tokens is not None and engine_requests else None
     return ServerView(
         window_s=after_unix - before_unix,
@@ -79,5 +86,10 @@ def server_view(before_text: str, after_text: str, before_unix: float, after_uni
         inference_p95_s=inference_p95,
         inference_mean_s=inference_mean,
         prompt_tokens_per_request=per_request,
+        queue_p95_at_most_s=queue_le,
+        e2e_p95_at_most_s=e2e_le,
+        inference_p95_at_most_s=inference_le,
+        prefix_cache_hit_ratio=hit_ratio,
+        prefix_cache_queries=prefix_queries,
         notes=notes,
     )

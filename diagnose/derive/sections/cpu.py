@@ -32,6 +32,9 @@ class Cpu(Section):
     api_server_cpu_mean_pct: float | None = num("the busiest API server, mean, % of one core")
     api_server_cpu_max_pct: float | None = num("the busiest API server, max, % of one core")
     api_server_cpu_metrics_pct: float | None = num("process_cpu_seconds_total rate (one API server only)")
+    api_server_busiest_share_ratio: float | None = num(
+        "the busiest API server's share of all API servers' CPU (1/N when evenly loaded; several only)"
+    )
     engine_core_cpu_mean_pct: float | None = num("VLLM::EngineCore (busiest), mean, % of one core")
     engine_core_cpu_max_pct: float | None = num("same, max")
     worker_cpu_mean_pct: float | None = num("VLLM::Worker (CPU builds; spin-waits, not saturation), mean")
@@ -80,6 +83,12 @@ def derive_cpu(inputs: CpuInputs) -> Cpu:
     if api is not None:
         values["api_server_count"] = api.process_count
         values["api_server_cpu_mean_pct"], values["api_server_cpu_max_pct"] = api.mean_pct, api.max_pct
+        # vLLM spreads calls unevenly over API servers (62 to 696 each on the H200, DESIGN §2): the
+        # busiest one's share of their CPU says how uneven. /metrics cannot: it sums every API server.
+        if api.process_count > 1 and api.mean_pct is not None and api.total_mean_pct:
+            values["api_server_busiest_share_ratio"] = api.mean_pct / api.total_mean_pct
+        else:
+            why["api_server_busiest_share_ratio"] = "one API server (or no CPU samples of them)"
     else:
         group(
             why,
