@@ -6,6 +6,7 @@
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("demo", "demo"),
     ("check", "check"),
+    ("report", "report"),
     ("watch", "watch"),
     ("collect", "collect"),
     ("stress", "stress"),

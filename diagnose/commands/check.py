@@ -15,7 +15,9 @@ from diagnose.commands.shared_args import add_load_shape_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
+    from diagnose.readings import Bundle
     from diagnose.report import Report
+    from diagnose.thresholds import Thresholds
 
 HELP = "diagnose a vLLM reranker (live --url, or a bundle with --from): bottleneck, numbers, flags to change"
 
@@ -60,23 +62,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_load_shape_arguments(parser, what="with --stress")
     add_server_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML file")
 
 
-def show_report(report: Report, *, as_json: bool, generated_load: dict | None = None) -> None:
+def show_report(
+    report: Report,
+    *,
+    as_json: bool,
+    generated_load: dict | None = None,
+    bundle: Bundle | None = None,
+    thresholds: Thresholds | None = None,
+) -> None:
     """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too.
 
     `generated_load` is the stress report of load rerank-doctor drove itself: its seed and the prefix-cache
-    hit ratio it met are stated under the report (JSON readers find them in stress.json).
+    hit ratio it met are stated under the report (JSON readers find them in stress.json). With the bundle,
+    the text report carries the window's sparklines.
     """
     from rich.console import Console
 
+    from diagnose.derive.series import window_series
     from diagnose.render.json import render_json
     from diagnose.render.text import report_renderable
 
     if as_json:
         print(render_json(report))
     else:
-        Console().print(report_renderable(report))
+        series = window_series(bundle, thresholds) if bundle is not None else None
+        Console().print(report_renderable(report, series=series))
         if generated_load is not None:
             from diagnose.stress.render import generated_load_text
 
@@ -162,7 +175,17 @@ def run(args: argparse.Namespace) -> int:
         source = args.url
 
     report = diagnose(bundle, thresholds, source=source)
-    show_report(report, as_json=args.json, generated_load=bundle.stress if args.stress is not None else None)
+    if args.html is not None:
+        from diagnose.commands.report import write_html
+
+        write_html(args.html, report, bundle, thresholds)
+    show_report(
+        report,
+        as_json=args.json,
+        generated_load=bundle.stress if args.stress is not None else None,
+        bundle=bundle,
+        thresholds=thresholds,
+    )
     if interrupted:
         return int(ExitStatus.INTERRUPTED)
     fail_on = Severity.parse(args.fail_on)

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     report = diagnose(bundle, load_thresholds(None), source=f"demo: real vLLM lab {server.url}")
-    show_report(report, as_json=args.json, generated_load=bundle.stress)
+    show_report(report, as_json=args.json, generated_load=bundle.stress, bundle=bundle)
     for line in closing_hint(args.out):
         # soft_wrap: a path is never folded mid-way at the terminal's width; the terminal wraps it whole.
         console.print(line, soft_wrap=True, markup=False)

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     from diagnose.collect.run import collect_to_folder
     from diagnose.collect.sampler import CollectionInterrupted
+    from diagnose.derive.series import window_series
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.pipeline import diagnose, metrics_issue
@@ -67,15 +68,19 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(args.every)  # an unreachable server answers at once: don't spin
                 else:
                     report = diagnose(bundle, thresholds, source=args.url)
-                    live.update(
-                        Group(Text(f"{stamp}  window {shown + 1}", style="dim"), report_renderable(report))
-                    )
+                    view = report_renderable(report, series=window_series(bundle, thresholds))
+                    live.update(Group(Text(f"{stamp}  window {shown + 1}", style="dim"), view))
                 shown += 1
         except CollectionInterrupted as stop:
             # Ctrl-C (or SIGTERM) is how watch ends: the window cut short is shown, marked, and exit 130.
             if stop.bundle.dumps:
                 report = diagnose(stop.bundle, thresholds, source=args.url)
-                live.update(Group(Text(f"window {shown + 1}", style="dim"), report_renderable(report)))
+                live.update(
+                    Group(
+                        Text(f"window {shown + 1}", style="dim"),
+                        report_renderable(report, series=window_series(stop.bundle, thresholds)),
+                    )
+                )
             return int(ExitStatus.INTERRUPTED)
         except KeyboardInterrupt:
             return int(ExitStatus.INTERRUPTED)  # between windows (the retry pause): nothing half-done

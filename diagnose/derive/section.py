@@ -9,7 +9,7 @@ own readings; `derive/evidence.py` only assembles them. Rules refer to a number 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 # A number nobody explained: the server simply does not export it (another vLLM version, a flag).
@@ -70,7 +70,3 @@ def source_of(cls: type[Section], name: str) -> str:
         if f.name == name:
             return str(f.metadata.get("source", ""))
     raise KeyError(name)
-
-
-def has_default(cls: type[Section], name: str) -> bool:
-    return any(f.name == name and f.default is not MISSING for f in fields(cls))

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from diagnose import __version__
+from diagnose.redact import redact_command_line
 from diagnose.report import Finding, Report, Suggestion
 
 SCHEMA_VERSION = 1
@@ -59,7 +60,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
-        "source": report.source,
+        "source": redact_command_line(report.source),  # a --url may carry user:password@
         "window_s": _clean(report.window_s),
         "verdict": {
             "label": report.verdict.label,

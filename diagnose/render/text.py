@@ -7,12 +7,19 @@ flag value cannot be taken for a style tag. Tests render to
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from diagnose.redact import redact_command_line
+from diagnose.render.sparkline import sparkline
 from diagnose.report import Finding, Report, Severity
+
+if TYPE_CHECKING:
+    from diagnose.derive.series import WindowSeries
 
 STYLE = {
     Severity.OK: "green",
@@ -59,7 +66,8 @@ def verdict_panel(report: Report) -> Panel:
     if v.contributing:
         lines.append(Text(f"contributing: {', '.join(v.contributing)}", style="dim"))
     lines.extend(Text(f"note: {note}", style="yellow") for note in report.notes)
-    where = report.source or "unknown source"
+    # A --url may carry userinfo (http://user:password@host): the terminal is no place for it either.
+    where = redact_command_line(report.source) if report.source else "unknown source"
     window = f", {report.window_s:.0f} s window" if report.window_s else ""
     return Panel(Group(*lines), title="rerank-doctor verdict", subtitle=Text(f"{where}{window}"), expand=True)
 
@@ -140,9 +148,50 @@ def skipped_table(report: Report) -> Table:
     return table
 
 
-def report_renderable(report: Report, *, details: bool = True) -> Group:
-    """The whole report: verdict, findings table, one panel per finding, rules skipped and why."""
-    parts: list[RenderableType] = [verdict_panel(report), findings_table(report)]
+# The series that say most about a window, in the order people read them (cause after symptom).
+SPARK_SERIES = (
+    ("queue_mean_s", "queue mean"),
+    ("http_p95_s", "HTTP p95"),
+    ("pairs_per_s", "pairs/s"),
+    ("waiting", "waiting"),
+    ("api_server_cpu_pct", "API server CPU"),
+    ("engine_core_cpu_pct", "EngineCore CPU"),
+    ("gpu_util_pct", "GPU busy"),
+    ("time_wait", "TIME_WAIT on port"),
+)
+SPARK_WIDTH = 24
+
+
+def window_table(series: WindowSeries) -> Table:
+    """Sparklines of the key series beside their numbers; fits 80 columns. Absent ones say why."""
+    table = Table(title="The window", box=None, pad_edge=False, title_justify="left", show_header=False)
+    table.add_column("series", no_wrap=True)
+    table.add_column("shape", no_wrap=True, width=SPARK_WIDTH)
+    table.add_column("numbers", no_wrap=True, overflow="ellipsis", max_width=32)
+    found = {s.key: s for chart in series.charts for s in chart.series}
+    for key, label in SPARK_SERIES:
+        s = found.get(key)
+        if s is None:
+            continue
+        if s.absent is not None:
+            table.add_row(Text(label, style="dim"), Text("—", style="dim"), Text(s.absent, style="dim"))
+            continue
+        known = [v for v in s.values if v is not None]
+        mean, peak, unit = sum(known) / len(known), max(known), s.unit
+        if unit == "s" and peak < 1:  # 0.0532 ms reads better than 5.32e-05 s
+            mean, peak, unit = mean * 1000, peak * 1000, "ms"
+        suffix = "" if unit in ("requests", "sockets") else f" {unit}"
+        numbers = f"mean {format_number(mean)} · max {format_number(peak)}{suffix}"
+        table.add_row(Text(label), Text(sparkline(s.values, SPARK_WIDTH), style="cyan"), Text(numbers))
+    return table
+
+
+def report_renderable(report: Report, *, details: bool = True, series: WindowSeries | None = None) -> Group:
+    """The whole report: verdict, the window's sparklines (when given), findings, panels, skipped rules."""
+    parts: list[RenderableType] = [verdict_panel(report)]
+    if series is not None:
+        parts.append(window_table(series))
+    parts.append(findings_table(report))
     if details:
         parts.extend(finding_panel(f) for f in report.findings)
     if report.skipped:
