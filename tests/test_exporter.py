@@ -315,6 +315,7 @@ def test_a_hundred_scrapers_connecting_at_once_are_all_queued_by_the_kernel() ->
     # dropped and the client retries after ~1 s. Ours queues them all: with the server not accepting at
     # all, every one of 100 connects still completes its handshake at once.
     import socket
+    import struct
 
     from diagnose.exporter.server import make_exporter_server
 
@@ -323,6 +324,9 @@ def test_a_hundred_scrapers_connecting_at_once_are_all_queued_by_the_kernel() ->
     try:
         for _ in range(100):
             client = socket.socket()
+            # Closed with a reset, not a FIN: 100 TIME_WAIT sockets left behind would sit on ports that
+            # other tests' listeners may be given (test_sockets counts the TIME_WAIT on its own port).
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.settimeout(3.0)  # a dropped SYN is retried after 1 s, then 3 s: a full queue fails here
             client.connect(server.server_address[:2])
             clients.append(client)
