@@ -9,8 +9,12 @@ collection thread). Prints:
   vLLM on 127.0.0.1 that serves the lab's recorded 0.32 /metrics (tests/fixtures/vllm-0.32-cpu-lab),
   with the real host and socket collectors; as % of one core.
 - The total at 1 scrape/s, as % of one core, against the 0.5 % target.
+- N scrapers (default 100) arriving at once: how many had to retry their connect (a connect slower than
+  0.5 s: the kernel dropped the SYN of a full listen queue, the client re-sent it after ~1 s), and the
+  slowest answer, for our server and for prometheus_client's start_http_server (reference) serving the
+  same registry in the same run.
 
-Run: python benchmarks/exporter.py [--seconds 95] [--window 30]
+Run: python benchmarks/exporter.py [--seconds 95] [--window 30] [--scrapers 100] [--scrapers-only]
 The loop runs with the exporter's defaults otherwise (5 s beat, one /metrics scrape at each window end).
 """
 
@@ -26,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -35,7 +39,7 @@ from diagnose.bundle import read_bundle, split_dumps
 from diagnose.collect.sockets import TCP_STATES
 from diagnose.exporter.collector import ReportCollector
 from diagnose.exporter.loop import CollectionLoop
-from diagnose.exporter.server import build_registry
+from diagnose.exporter.server import build_registry, serve
 from diagnose.exporter.snapshot import build_snapshot
 from diagnose.exporter.state import ExporterState
 from diagnose.pipeline import diagnose
@@ -118,11 +122,70 @@ class MeasuredLoop(CollectionLoop):
             self.windows.append((time.thread_time() - cpu, time.monotonic() - wall))
 
 
+RETRY_S = 0.5  # a loopback connect takes microseconds; one that took this long had its SYN dropped
+
+
+def burst(port: int, scrapers: int) -> tuple[int, float, int]:
+    """`scrapers` clients released at once: (connects that were retried, slowest answer s, failures)."""
+    import socket
+
+    gate = threading.Barrier(scrapers)
+    connect_s: list[float] = []
+    answer_s: list[float] = []
+    failed: list[str] = []
+
+    def one() -> None:
+        gate.wait()
+        started = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                connect_s.append(time.monotonic() - started)
+                sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            if not reply.startswith(b"HTTP/1.0 200") and not reply.startswith(b"HTTP/1.1 200"):
+                failed.append(reply[:40].decode(errors="replace"))
+            answer_s.append(time.monotonic() - started)
+        except OSError as err:
+            failed.append(type(err).__name__)
+
+    threads = [threading.Thread(target=one) for _ in range(scrapers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        print(f"  failures: {sorted(set(failed))[:3]}")
+    return sum(1 for c in connect_s if c >= RETRY_S), max(answer_s, default=float("nan")), len(failed)
+
+
+def scrapers_section(registry: CollectorRegistry, scrapers: int) -> None:
+    ours, _ = serve(registry, bind="127.0.0.1", port=0)
+    reference, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        for name, server in (
+            ("rerank-doctor serve()", ours),
+            ("prometheus_client start_http_server", reference),
+        ):
+            burst(server.server_address[1], 5)  # warm
+            retried, slowest_s, failed = burst(server.server_address[1], scrapers)
+            print(
+                f"{scrapers} scrapers at once, {name}: {retried} connects retried (>= {RETRY_S} s), "
+                f"slowest answer {slowest_s:.2f} s, {failed} failed"
+            )
+    finally:
+        ours.shutdown()
+        reference.shutdown()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=95.0, help="wall time of the collection run")
     parser.add_argument("--window", type=float, default=30.0, help="exporter window (default 30, as shipped)")
     parser.add_argument("--reps", type=int, default=300, help="scrapes per scrape measurement")
+    parser.add_argument("--scrapers", type=int, default=100, help="concurrent scrapers in the burst test")
+    parser.add_argument("--scrapers-only", action="store_true", help="only the concurrent-scrapers test")
     args = parser.parse_args()
     if not S5.is_file() or not LAB.is_file():
         print(f"inputs missing: {S5} or {LAB}", file=sys.stderr)
@@ -142,6 +205,9 @@ def main() -> int:
         f"scrape, prometheus_client default process+platform+gc collectors (reference): {ref_ms:.3f} ms CPU"
     )
     print(f"ratio ours / reference: {ours_ms / ref_ms:.2f}x")
+    scrapers_section(ours, args.scrapers)
+    if args.scrapers_only:
+        return 0
 
     server, url = stand_in_vllm()
     loop = MeasuredLoop(url, ExporterState(), window_s=args.window, use_gpu=True)

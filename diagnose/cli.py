@@ -10,13 +10,17 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from diagnose import __version__
 from diagnose.commands import SUBCOMMANDS
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
+from diagnose.redact import redact_text
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -61,10 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
         logging.getLogger("diagnose").addHandler(handler)
         logging.getLogger("diagnose").setLevel(logging.DEBUG)
+    previous = _sigterm_as_ctrl_c()
     try:
         return int(args._run(args))
     except DoctorError as err:
-        print(f"rerank-doctor: {err.one_line()}", file=sys.stderr)
+        # Messages quote URLs and command lines: one redactor for all of them (diagnose/redact.py).
+        print(f"rerank-doctor: {redact_text(err.one_line())}", file=sys.stderr)
         return int(err.status)
     except KeyboardInterrupt:
         print("rerank-doctor: interrupted", file=sys.stderr)
@@ -73,8 +79,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or os.environ.get("RERANK_DOCTOR_DEBUG"):
             raise
         print(
-            f"rerank-doctor: internal error: {type(err).__name__}: {err} — this is a bug; "
+            f"rerank-doctor: internal error: {type(err).__name__}: {redact_text(str(err))} — this is a bug; "
             "run again with --debug for the traceback and report it",
             file=sys.stderr,
         )
         return int(ExitStatus.INTERNAL)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_ctrl_c() -> Any:
+    """SIGTERM (`kill`, `docker stop`, a CI timeout) ends a long command the way Ctrl-C does: what was
+    collected is kept and reported, exit 130. Returns the handler it replaced (None off the main thread,
+    where signals cannot be set). `export` sets its own SIGTERM handler (a clean exit 0) over this one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)

@@ -9,7 +9,7 @@
 | 4 | bad input: an unreadable bundle, thresholds or pairs file |
 | 5 | a needed tool is missing (the lab's vLLM, NVML, ...) and could not be set up |
 | 70 | internal error (a bug in rerank-doctor); the message says how to get the traceback |
-| 130 | interrupted (Ctrl-C); what was collected so far is kept |
+| 130 | interrupted (Ctrl-C; SIGTERM too, but in `export`); what was collected is kept (`check` reports it) |
 """
 
 from enum import IntEnum

@@ -16,14 +16,21 @@ if TYPE_CHECKING:
 
 # The collectors whose failure means "no /metrics came back" (the HTTP scrape, and the server probe).
 _METRICS_COLLECTORS = ("vllm", "server")
+# Issues the report shows as notes: damaged input ("input": unreadable values and lines, dropped dumps)
+# and the window itself ("collect": interrupted, a later scrape lost). Other issues explain missing
+# evidence, and the report says those beside the rules they stop.
+_NOTE_COLLECTORS = ("input", "collect")
 
 
 def diagnose(bundle: Bundle, thresholds: Thresholds | None = None, source: str = "") -> Report:
     """The report for one bundle. Pure over the bundle: the same bundle always gives the same report."""
     from diagnose.derive.evidence import build_evidence
+    from diagnose.redact import redact_text, redact_url
     from diagnose.rules.engine import run_rules
 
-    return run_rules(build_evidence(bundle), thresholds, source=source)
+    report = run_rules(build_evidence(bundle), thresholds, source=redact_url(source))
+    report.notes = [redact_text(i.reason) for i in bundle.issues if i.collector in _NOTE_COLLECTORS]
+    return report
 
 
 def metrics_issue(bundle: Bundle) -> CollectorIssue | None:

@@ -1,4 +1,7 @@
-"""Remove secrets from command lines before they are stored or shown.
+"""Remove secrets from command lines, URLs, headers and messages before they are stored or shown.
+
+The one redactor: every output path (terminal, bundle files, JSON, error messages, exporter labels)
+goes through `redact_command_line`, `redact_url`, `redact_headers` or `redact_text`.
 
 The doctor records the vLLM command line (flags.txt, processes.csv, the report) because the flags are
 half the diagnosis. Those command lines can carry an `--api-key`, a Hugging Face token, an
@@ -56,10 +59,32 @@ _JSON_SECRET = re.compile(
 # URL userinfo: scheme://user:pass@host -> scheme://user:***@host; scheme://token@host -> scheme://***@host.
 _URL_USERINFO = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^\s/@'\"]+)@", re.IGNORECASE)
 
-# Secret-looking URL query parameters: ?token=abc&x=1 -> ?token=***&x=1.
+# Secret-looking URL query parameters: ?token=abc&x=1 -> ?token=***&x=1 (also x_token, auth, sig...).
 _URL_QUERY = re.compile(
-    r"(?P<head>[?&](?:api[-_]?key|apikey|access[-_]token|token|key|secret|password|sig|signature)=)"
+    r"(?P<head>[?&](?:[\w.-]*[-_])?(?:api[-_]?key|apikey|access[-_]token|token|key|secret|password|passwd"
+    r"|auth|sig|signature|credentials?)=)"
     r"(?P<val>[^&#\s'\"]*)",
+    re.IGNORECASE,
+)
+
+# vLLM's --api-key takes several keys (argparse nargs="+"): every value up to the next flag is a key.
+_API_KEYS = re.compile(
+    r"""(?P<flag>(?<![^\s"'])--api[-_]key)(?P<vals>(?:\s+(?!-)(?:"[^"]*"|'[^']*'|\S+))+)""",
+    re.IGNORECASE,
+)
+_ONE_VALUE = re.compile(r"""(?P<ws>\s+)(?P<val>"[^"]*"|'[^']*'|\S+)""")
+
+# Header and key:value / key=value forms in free text: `X-Api-Key: abc`, `token: abc`, `api_key=abc`,
+# `password = abc`. The name ends in a secret word (so `max_tokens=5` and `tokenizer: x` are kept).
+_KEY_VALUE = re.compile(
+    r"(?P<head>(?<![\w-])(?:[A-Za-z0-9]+[-_])*(?:api[-_]?key|apikey|key|token|secret|password|passwd"
+    r"|credentials?)\s*[:=]\s*)(?P<val>\"[^\"]*\"|'[^']*'|(?!\*\*\*)[^\s'\",;&]+)",
+    re.IGNORECASE,
+)
+
+# A header carries a secret when its name says so: Authorization, Cookie, *-key, anything with "token".
+_SECRET_HEADER = re.compile(
+    r"^(?:(?:proxy-)?authorization|cookie|set-cookie|.*[-_]key|.*token.*|.*secret.*|.*password.*|api[-_]?key)$",
     re.IGNORECASE,
 )
 
@@ -83,8 +108,19 @@ def _mask_userinfo(match: re.Match[str]) -> str:
     return f"{match.group('head')}{masked}@"
 
 
+def _mask_api_keys(match: re.Match[str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        value = m.group("val")
+        quote = value[0] if value[0] in "\"'" and len(value) >= 2 and value[-1] == value[0] else ""
+        return f"{m.group('ws')}{quote}{MASK}{quote}"
+
+    values = _ONE_VALUE.sub(one, match.group("vals"))
+    return match.group("flag") + values
+
+
 def _redact_text(text: str) -> str:
     """Every pattern that can be judged inside one string (a whole command line, or one argument)."""
+    text = _API_KEYS.sub(_mask_api_keys, text)
     text = _FLAG_IN_TEXT.sub(_mask_val, text)
     text = _AUTH_HEADER.sub(_mask_val, text)
     text = _BEARER.sub(_mask_val, text)
@@ -95,10 +131,16 @@ def _redact_text(text: str) -> str:
 
 
 def _redact_args(args: Sequence[str]) -> list[str]:
-    """argv form: the value of `--api-key VALUE` is the next argument, whatever it contains."""
+    """argv form: the value of `--api-key VALUE` is the next argument, whatever it contains; after
+    `--api-key` every argument up to the next flag is a key (vLLM takes several)."""
     out: list[str] = []
     secret_next = False
+    keys_follow = False
     for arg in args:
+        if keys_follow and not arg.startswith("-"):
+            out.append(MASK)
+            continue
+        keys_follow = False
         if secret_next:
             secret_next = False
             # vLLM's --hf-token takes an optional value: a following flag is not the secret.
@@ -107,6 +149,7 @@ def _redact_args(args: Sequence[str]) -> list[str]:
                 continue
         if _FLAG_ALONE.fullmatch(arg):
             secret_next = True
+            keys_follow = arg.lower().replace("_", "-") == "--api-key"
             out.append(arg)
             continue
         with_value = _FLAG_WITH_VALUE.fullmatch(arg)
@@ -126,3 +169,19 @@ def redact_command_line(cmd: str | Sequence[str]) -> str:
     if isinstance(cmd, str):
         return _redact_text(cmd)
     return " ".join(_redact_args(list(cmd)))
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to show: `http://user:pw@h/?token=t` -> `http://user:***@h/?token=***`."""
+    return _URL_QUERY.sub(_mask_val, _URL_USERINFO.sub(_mask_userinfo, url))
+
+
+def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers fit to show or save: Authorization, X-Api-Key, any *-key and *token* header masked."""
+    return {k: (MASK if _SECRET_HEADER.match(k.strip()) else redact_text(v)) for k, v in headers.items()}
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message, a log line, a label): command-line forms, URLs, headers and
+    `key: value` / `key=value` forms whose key names a secret."""
+    return _KEY_VALUE.sub(_mask_val, _redact_text(text))

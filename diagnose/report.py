@@ -107,6 +107,9 @@ class Report:
     missing: dict[str, str] = field(default_factory=dict)
     source: str = ""  # where the readings came from: a URL, or a bundle folder
     window_s: float | None = None
+    # What the reader of the report must know about the input: unreadable lines dropped, a scrape lost,
+    # an interrupted window. One line each; set by diagnose.pipeline from the bundle's issues.
+    notes: list[str] = field(default_factory=list)
 
     def worst(self) -> Severity:
         return max((f.severity for f in self.findings), default=Severity.OK)

@@ -308,3 +308,48 @@ def test_server_info_is_asked_again_only_every_n_windows_unless_it_failed() -> N
     assert cached.server_info()[0].healthy is False
     cached.server_info()
     assert source.calls == 4  # an unhealthy answer is not cached: asked again at the next window
+
+
+def test_a_hundred_scrapers_connecting_at_once_are_all_queued_by_the_kernel() -> None:
+    # prometheus_client's server listens with a backlog of 5: while it is busy, the 6th connect's SYN is
+    # dropped and the client retries after ~1 s. Ours queues them all: with the server not accepting at
+    # all, every one of 100 connects still completes its handshake at once.
+    import socket
+    import struct
+
+    from diagnose.exporter.server import make_exporter_server
+
+    server = make_exporter_server(build_registry(ReportCollector(ExporterState())), bind="127.0.0.1", port=0)
+    clients = []
+    try:
+        for _ in range(100):
+            client = socket.socket()
+            # Closed with a reset, not a FIN: 100 TIME_WAIT sockets left behind would sit on ports that
+            # other tests' listeners may be given (test_sockets counts the TIME_WAIT on its own port).
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.settimeout(3.0)  # a dropped SYN is retried after 1 s, then 3 s: a full queue fails here
+            client.connect(server.server_address[:2])
+            clients.append(client)
+    finally:
+        for client in clients:
+            client.close()
+        server.server_close()
+    assert len(clients) == 100
+
+
+def test_a_metrics_endpoint_answering_json_is_vllm_down_not_a_healthy_window() -> None:
+    from http_servers import Route, serve
+
+    routes: dict[str, Route | list[Route]] = {
+        "/health": Route(body=b""),
+        "/version": Route(body=b'{"version":"0.32.0"}', content_type="application/json"),
+        "/v1/models": Route(body=b'{"data":[{"id":"m"}]}', content_type="application/json"),
+        "/metrics": Route(body=b'{"object":"list","data":[]}', content_type="application/json"),
+    }
+    state = ExporterState()
+    with serve(routes) as url:
+        loop = CollectionLoop(url, state, window_s=0.3, interval_s=0.1, use_gpu=False, timeout_s=2.0)
+        assert loop.run_once() is False
+    view = state.view()
+    assert view.collector_up.get("vllm") is False
+    assert "json" in (view.last_error or "").lower()

@@ -82,3 +82,96 @@ def test_every_secret_is_gone_from_a_long_real_looking_command() -> None:
     out = redact_command_line(cmd)
     assert "SECRET" not in out
     assert out.count("***") == 3
+
+
+# --- the one redactor on every form and every output path (issue 12) ---------------------------------
+
+from diagnose.redact import redact_headers, redact_text, redact_url  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("cmd", "expected"),
+    [
+        ("vllm serve m --api-key k1 k2 k3 --port 8000", "vllm serve m --api-key *** *** *** --port 8000"),
+        ("vllm serve m --api-key 'a b' k2", "vllm serve m --api-key '***' ***"),
+        ("vllm serve m --api_key k1 k2", "vllm serve m --api_key *** ***"),
+    ],
+)
+def test_every_key_after_one_api_key_is_replaced(cmd: str, expected: str) -> None:
+    assert redact_command_line(cmd) == expected
+
+
+def test_every_key_after_one_api_key_is_replaced_in_argv_form() -> None:
+    argv = ["vllm", "serve", "m", "--api-key", "k1", "k2", "--port", "8000"]
+    assert redact_command_line(argv) == "vllm serve m --api-key *** *** --port 8000"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("curl -H 'X-Api-Key: abc123' http://h", "abc123"),
+        ("x-goog-api-key:zz9", "zz9"),
+        ("token: tk-77 was refused", "tk-77"),
+        ("api_key=sk-5 in the config", "sk-5"),
+        ("password = hunter2", "hunter2"),
+        ("X-Auth-Token: t-1", "t-1"),
+        ("GET http://admin:pw9@h:8000/metrics?access_token=q1 failed", "pw9"),
+        ("GET http://admin:pw9@h:8000/metrics?access_token=q1 failed", "q1"),
+    ],
+)
+def test_free_text_loses_header_and_key_value_secrets(text: str, secret: str) -> None:
+    assert secret not in redact_text(text)
+
+
+def test_free_text_keeps_what_only_looks_like_a_secret() -> None:
+    text = "max_tokens=5 --max-num-batched-tokens 8192 tokenizer: qwen http://h:8000/metrics"
+    assert redact_text(text) == text
+
+
+def test_url_keeps_the_user_and_host_and_loses_password_and_tokens() -> None:
+    assert redact_url("http://admin:pw@h:8000/x?token=t&a=1") == "http://admin:***@h:8000/x?token=***&a=1"
+
+
+def test_headers_named_as_secrets_are_masked() -> None:
+    out = redact_headers(
+        {"Authorization": "Bearer x", "X-Api-Key": "k", "X-Auth-Token": "t", "Accept": "text/plain"}
+    )
+    assert out == {"Authorization": "***", "X-Api-Key": "***", "X-Auth-Token": "***", "Accept": "text/plain"}
+
+
+def test_bundle_files_hold_no_secret_from_url_flags_or_process_command_lines(tmp_path) -> None:
+    from diagnose.bundle import BundleWriter, read_bundle
+    from diagnose.readings import MetricsDump, ProcessSample, ServerInfo
+
+    flags = "vllm serve m --api-key k-LEAK1 k-LEAK2 --hf-token hf_LEAK3 --port 8000"
+    with BundleWriter(tmp_path / "b", url="http://u:pw-LEAK4@127.0.0.1:8000/?token=t-LEAK5") as writer:
+        writer.add_dump(MetricsDump(1.0, "vllm:num_requests_running 0\n"))
+        writer.add_processes([ProcessSample(1.0, 7, 1, "python3", 10.0, 100.0, flags)])
+        writer.set_server(ServerInfo(url="http://u:pw-LEAK4@127.0.0.1:8000", flags=flags))
+    for path in (tmp_path / "b").iterdir():
+        assert "LEAK" not in path.read_text(), path.name
+    bundle = read_bundle(tmp_path / "b")
+    assert "--api-key *** ***" in (bundle.server.flags or "")
+
+
+def test_the_exporter_url_label_carries_no_credentials() -> None:
+    from diagnose.collect.vllm import base_url
+    from diagnose.exporter.collector import families
+    from diagnose.exporter.state import ExporterState
+
+    url = base_url("http://admin:pw-LEAK@127.0.0.1:8000/metrics?token=t-LEAK")
+    assert url == "http://127.0.0.1:8000"
+    text = repr([m.samples for m in families(ExporterState().view(), now=0.0, url=url)])
+    assert "LEAK" not in text and "127.0.0.1:8000" in text
+
+
+def test_vllm_source_keeps_no_url_credentials_in_what_it_shows() -> None:
+    from http_servers import Route, serve
+
+    from diagnose.collect.vllm import VllmSource
+
+    with serve({"/metrics": Route(status=401, body=b"{}")}) as url:
+        source = VllmSource(url.replace("http://", "http://admin:pw-LEAK@") + "/metrics?token=t-LEAK")
+        issue = source.scrape()
+    assert "LEAK" not in source.url
+    assert "LEAK" not in repr(issue)

@@ -86,6 +86,7 @@ def test_json_has_schema_version_first_and_stable_key_order():
         "skipped",
         "evidence",
         "missing",
+        "notes",  # added at the end: compatible with schema_version 1
     ]
     assert data["schema_version"] == SCHEMA_VERSION
     assert list(data["verdict"]) == [

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from diagnose.bundle import BundleWriter, read_bundle
-from diagnose.collect.sampler import Sources, collect_window
+from diagnose.collect.sampler import CollectionInterrupted, Sources, collect_window
 from diagnose.readings import CollectorIssue, GpuSample, MetricsDump, ProcessSample, ServerInfo, SocketCensus
 
 
@@ -43,6 +43,10 @@ class FakeVllm:
             return CollectorIssue(self.clock.now, "vllm", "connection refused at http://127.0.0.1:9")
         self.scrapes += 1
         return MetricsDump(self.clock.now, f"vllm:prompt_tokens_total {self.scrapes * 100}\n")
+
+    def dump_issues(self, dump: MetricsDump) -> list[CollectorIssue]:
+        issue = self.has_engine_metrics(dump)
+        return [] if issue is None else [issue]
 
     def has_engine_metrics(self, dump: MetricsDump) -> CollectorIssue | None:
         return None
@@ -115,17 +119,19 @@ def test_unreachable_server_stops_at_once_with_the_reason() -> None:
     ]
 
 
-def test_ctrl_c_mid_window_keeps_what_was_collected_on_disk(tmp_path: Path) -> None:
+def test_ctrl_c_mid_window_is_raised_with_what_was_collected_and_kept_on_disk(tmp_path: Path) -> None:
     clock = FakeClock(interrupt_after_sleeps=4)
     gpu = FakeGpu(clock)
-    with BundleWriter(tmp_path / "b") as writer:
-        bundle = collect_window(
+    with BundleWriter(tmp_path / "b") as writer, pytest.raises(CollectionInterrupted) as stop:
+        collect_window(
             Sources(vllm=FakeVllm(clock), gpu=gpu),
             duration_s=30,
             writer=writer,
             clock=clock.clock,
             sleep=clock.sleep,
         )
+    bundle = stop.value.bundle
+    assert isinstance(stop.value, KeyboardInterrupt)  # never swallowed: an unhandled one still exits 130
     assert gpu.closed
     assert any("interrupted after" in i.reason for i in bundle.issues)
     on_disk = read_bundle(tmp_path / "b")

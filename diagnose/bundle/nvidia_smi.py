@@ -8,11 +8,22 @@ column so that no zone has to be guessed.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Iterable
 
+from diagnose.bundle.values import (
+    CLOCK_MHZ_MAX,
+    GPU_INDEX_MAX,
+    MIB_MAX,
+    PCT_MAX,
+    POWER_W_MAX,
+    BadValue,
+    bounded,
+    csv_rows,
+    number,
+    t_unix,
+    whole,
+)
 from diagnose.readings import GpuSample
 
 # Header (before the " [unit]" part) -> GpuSample field. nvidia-smi names some fields two ways.
@@ -33,16 +44,22 @@ HEADER = (
 )
 
 
+# Plausible range of each field: outside it a cell is damage, not a reading (unknown, with a reason).
+_RANGE = {
+    "util_pct": (0.0, PCT_MAX),
+    "memory_used_mib": (0.0, MIB_MAX),
+    "memory_total_mib": (0.0, MIB_MAX),
+    "power_w": (0.0, POWER_W_MAX),
+    "sm_clock_mhz": (0.0, CLOCK_MHZ_MAX),
+}
+
+
 def _number(cell: str) -> float | None:
-    """'42 %', '127.86 W', '122395 MiB', '[N/A]' -> 42.0, 127.86, 122395.0, None."""
+    """'42 %', '127.86 W', '122395 MiB', '[N/A]' -> 42.0, 127.86, 122395.0, None; 'nan %' -> BadValue."""
     text = cell.strip()
     if not text or text.startswith("["):
         return None
-    head = text.split()[0]
-    try:
-        return float(head)
-    except ValueError:
-        return None
+    return number(text.split()[0], "value")
 
 
 def _parse_timestamp(cell: str) -> float | None:
@@ -64,7 +81,7 @@ def parse_nvidia_smi_csv(text: str) -> tuple[list[GpuSample], list[str]]:
     (nvidia-smi prints one row per GPU per interval).
     """
     problems: list[str] = []
-    rows = list(csv.reader(io.StringIO(text), skipinitialspace=True))
+    rows = csv_rows(text, skipinitialspace=True)
     if not rows:
         return [], ["nvidia-smi log is empty"]
     header = [h.split(" [")[0].strip() for h in rows[0]]
@@ -80,21 +97,26 @@ def parse_nvidia_smi_csv(text: str) -> tuple[list[GpuSample], list[str]]:
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) < len(header):
-            problems.append(f"nvidia-smi log line {line_no}: {len(row)} columns, header has {len(header)}")
+            problems.append(f"line {line_no}: {len(row)} columns, the header has {len(header)}")
             continue
         if (
             row[0].strip() == rows[0][0].strip()
         ):  # a repeated header (nvidia-smi restarted into the same file)
             continue
-        t_unix = _number(row[col["t_unix"]]) if "t_unix" in col else None
         stamp = row[col["timestamp"]].strip() if "timestamp" in col else ""
-        if t_unix is None:
-            t_unix = _parse_timestamp(stamp)
-        if t_unix is None:
-            problems.append(f"nvidia-smi log line {line_no}: unreadable timestamp {stamp!r}")
+        try:
+            when = t_unix(row[col["t_unix"]]) if "t_unix" in col else None
+            index_cell = whole(row[col["index"]], "GPU index", 0, GPU_INDEX_MAX) if "index" in col else None
+        except BadValue as bad:
+            problems.append(f"line {line_no}: {bad}; row skipped")
+            continue
+        if when is None:
+            when = _parse_timestamp(stamp)
+        if when is None:
+            problems.append(f"line {line_no}: unreadable timestamp {stamp!r}; row skipped")
             continue
         if "index" in col:
-            index = int(_number(row[col["index"]]) or 0)
+            index = index_cell or 0
         else:
             position = position + 1 if stamp == last_stamp else 0
             index = position
@@ -102,10 +124,16 @@ def parse_nvidia_smi_csv(text: str) -> tuple[list[GpuSample], list[str]]:
         fields: dict[str, float | None] = {}
         for name, field in _COLUMNS.items():
             if name in col and fields.get(field) is None:
-                fields[field] = _number(row[col[name]])
+                lo, hi = _RANGE[field]
+                try:
+                    fields[field] = bounded(_number(row[col[name]]), name, lo, hi)
+                except BadValue as bad:
+                    problems.append(
+                        f"line {line_no}: {name} {str(bad).removeprefix('value ')}, taken as unknown"
+                    )
         samples.append(
             GpuSample(
-                t_unix=t_unix,
+                t_unix=when,
                 index=index,
                 util_pct=fields.get("util_pct"),
                 memory_used_mib=fields.get("memory_used_mib"),

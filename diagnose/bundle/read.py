@@ -6,18 +6,40 @@ missing and why) rather than an error, except a folder with nothing usable in it
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from pathlib import Path
+from typing import Any
 
 from diagnose.bundle import layout
 from diagnose.bundle.launch import flags_from_argv, read_launch
 from diagnose.bundle.nvidia_smi import parse_nvidia_smi_csv
 from diagnose.bundle.sockstat import parse_host_tcp
 from diagnose.bundle.ss_tan import census_on_port, listening_ports, looks_like_ss_tan, parse_ss_tan
+from diagnose.bundle.values import (
+    COUNT_MAX,
+    CPU_PCT_MAX,
+    GPU_INDEX_MAX,
+    MAX_DUMP_BYTES,
+    MIB_MAX,
+    PID_MAX,
+    PORT_MAX,
+    T_UNIX_MAX,
+    BadValue,
+    Problems,
+    csv_rows,
+    json_bool,
+    json_number,
+    json_text,
+    json_type_name,
+    json_whole,
+    load_json,
+    measure,
+    optional_whole,
+    t_unix,
+    whole,
+)
 from diagnose.errors import DoctorError
+from diagnose.metrics.exposition import exposition_problem, parse_dump
 from diagnose.readings import (
     Bundle,
     CollectorIssue,
@@ -27,21 +49,39 @@ from diagnose.readings import (
     ServerInfo,
     SocketCensus,
 )
-from diagnose.redact import redact_command_line
+from diagnose.redact import redact_command_line, redact_url
 
-_MARKER = re.compile(r"^### capture t_unix=([0-9.eE+-]+)[^\n]*\n?", re.MULTILINE)
+_MARKER = re.compile(r"^### capture t_unix=(\S*)[^\n]*\n?", re.MULTILINE)
+
+
+def split_dumps_checked(text: str, default_t_unix: float = 0.0) -> tuple[list[MetricsDump], Problems]:
+    """Splits a metrics file at `### capture t_unix=<float>` lines; no marker means one dump.
+
+    A dump whose marker time is not a finite number of seconds is left out (a window cannot place it);
+    the returned Problems say which and why.
+    """
+    problems = Problems("metrics dumps")
+    marks = list(_MARKER.finditer(text))
+    if not marks:
+        return ([MetricsDump(t_unix=default_t_unix, text=text)] if text.strip() else []), problems
+    dumps = []
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        try:
+            when = t_unix(mark.group(1), "capture time")
+        except BadValue as bad:
+            problems.add(f"dump {i + 1}", f"{bad}; that dump is skipped")
+            continue
+        if when is None:
+            problems.add(f"dump {i + 1}", "the capture marker has no time; that dump is skipped")
+            continue
+        dumps.append(MetricsDump(t_unix=when, text=text[mark.end() : end]))
+    return dumps, problems
 
 
 def split_dumps(text: str, default_t_unix: float = 0.0) -> list[MetricsDump]:
     """Splits a metrics file at `### capture t_unix=<float>` lines; no marker means one dump."""
-    marks = list(_MARKER.finditer(text))
-    if not marks:
-        return [MetricsDump(t_unix=default_t_unix, text=text)] if text.strip() else []
-    dumps = []
-    for i, mark in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        dumps.append(MetricsDump(t_unix=float(mark.group(1)), text=text[mark.end() : end]))
-    return dumps
+    return split_dumps_checked(text, default_t_unix)[0]
 
 
 def _find(directory: Path, names: tuple[str, ...]) -> Path | None:
@@ -64,15 +104,8 @@ def _read_text(path: Path, issues: list[CollectorIssue], collector: str) -> str:
         return raw.decode("utf-8", errors="replace")
 
 
-def _float(cell: str | None) -> float | None:
-    try:
-        return float(cell) if cell not in (None, "") else None
-    except ValueError:
-        return None
-
-
 def _read_processes(path: Path, issues: list[CollectorIssue]) -> list[ProcessSample]:
-    rows = list(csv.reader(io.StringIO(_read_text(path, issues, "host"))))
+    rows = csv_rows(_read_text(path, issues, "host"))
     if not rows:
         return []
     col = {name.strip(): i for i, name in enumerate(rows[0])}
@@ -82,40 +115,134 @@ def _read_processes(path: Path, issues: list[CollectorIssue]) -> list[ProcessSam
             CollectorIssue(0.0, "host", f"{path.name} lacks columns {needed}: per-process CPU skipped")
         )
         return []
+    problems = Problems(path.name)
     samples = []
-    for row in rows[1:]:
+    for line_no, row in enumerate(rows[1:], start=2):
         if len(row) < len(rows[0]):
+            if any(cell.strip() for cell in row):
+                problems.add(f"line {line_no}", f"{len(row)} columns, the header has {len(rows[0])}")
             continue
+        where = f"line {line_no}"
         # A hand-made log may leave the last column (cmd) unquoted: its commas then split it.
         cmd = ",".join(row[col["cmd"] :]) if "cmd" in col and col["cmd"] == len(rows[0]) - 1 else ""
-        t_unix, pid = _float(row[col["t_unix"]]), _float(row[col["pid"]])
-        if t_unix is None or pid is None:
+        try:
+            when = t_unix(row[col["t_unix"]])
+            pid = whole(row[col["pid"]], "pid", 0, PID_MAX)
+        except BadValue as bad:
+            problems.add(where, f"{bad}; row skipped")
             continue
+        if when is None or pid is None:
+            problems.add(where, "no time or no pid; row skipped")
+            continue
+        ppid = optional_whole(row[col["ppid"]], "ppid", PID_MAX, problems, where) if "ppid" in col else 0
+        cpu = measure(row[col["cpu_percent"]], "cpu_percent", CPU_PCT_MAX, problems, where)
+        rss = measure(row[col["rss_mb"]], "rss_mb", MIB_MAX, problems, where) if "rss_mb" in col else None
         samples.append(
             ProcessSample(
-                t_unix=t_unix,
-                pid=int(pid),
-                ppid=int(_float(row[col["ppid"]]) or 0) if "ppid" in col else 0,
+                t_unix=when,
+                pid=pid,
+                ppid=int(ppid or 0),
                 name=row[col["name"]].strip(),
-                cpu_percent=_float(row[col["cpu_percent"]]),
-                rss_mb=_float(row[col["rss_mb"]]) if "rss_mb" in col else None,
+                cpu_percent=cpu,
+                rss_mb=rss,
                 cmd=redact_command_line(cmd.strip()),
             )
         )
+    _add(issues, problems.issue("input", "those rows or values are left out of per-process CPU"))
     return samples
 
 
-def _read_sockets(path: Path) -> list[SocketCensus]:
+def _add(issues: list[CollectorIssue], issue: CollectorIssue | None) -> None:
+    if issue is not None:
+        issues.append(issue)
+
+
+def _dict_rows(path: Path, issues: list[CollectorIssue], collector: str) -> list[tuple[int, dict[str, str]]]:
+    rows = csv_rows(_read_text(path, issues, collector))
+    if not rows:
+        return []
+    header = [h.strip() for h in rows[0]]
+    return [(n, dict(zip(header, row, strict=False))) for n, row in enumerate(rows[1:], start=2) if row]
+
+
+def _read_sockets(path: Path, issues: list[CollectorIssue]) -> list[SocketCensus]:
     by_time: dict[float, SocketCensus] = {}
-    for row in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8", errors="replace"))):
-        t_unix, count = _float(row.get("t_unix")), _float(row.get("count"))
-        if t_unix is None or count is None:
+    problems = Problems(path.name)
+    for line_no, row in _dict_rows(path, issues, "sockets"):
+        try:
+            when = t_unix(row.get("t_unix"))
+            count = whole(row.get("count"), "count", 0, COUNT_MAX)
+            port = whole(row.get("port"), "port", 0, PORT_MAX)
+        except BadValue as bad:
+            problems.add(f"line {line_no}", f"{bad}; row skipped")
             continue
-        port = _float(row.get("port"))
-        census = by_time.setdefault(t_unix, SocketCensus(t_unix=t_unix, port=int(port) if port else None))
+        if when is None or count is None:
+            problems.add(f"line {line_no}", "no time or no count; row skipped")
+            continue
+        census = by_time.setdefault(when, SocketCensus(t_unix=when, port=port or None))
         target = census.port_states if row.get("scope") == "port" else census.host_states
-        target[row.get("state") or "?"] = int(count)
+        target[(row.get("state") or "?").strip() or "?"] = count
+    _add(issues, problems.issue("input", "those rows are left out of the socket census"))
     return [by_time[t] for t in sorted(by_time)]
+
+
+def _read_gpu_processes(path: Path, issues: list[CollectorIssue]) -> list[GpuProcessMemory]:
+    rows = []
+    problems = Problems(path.name)
+    for line_no, row in _dict_rows(path, issues, "gpu"):
+        where = f"line {line_no}"
+        try:
+            when = t_unix(row.get("t_unix"))
+            index = whole(row.get("gpu_index"), "gpu_index", 0, GPU_INDEX_MAX)
+            pid = whole(row.get("pid"), "pid", 0, PID_MAX)
+        except BadValue as bad:
+            problems.add(where, f"{bad}; row skipped")
+            continue
+        if when is None or index is None or pid is None:
+            problems.add(where, "no time, GPU index or pid; row skipped")
+            continue
+        used = measure(row.get("used_mib"), "used_mib", MIB_MAX, problems, where)
+        rows.append(GpuProcessMemory(when, index, pid, used))
+    _add(issues, problems.issue("input", "those rows are left out of GPU memory per process"))
+    return rows
+
+
+def _server_from_json(data: Any, problems: Problems) -> ServerInfo:
+    """server.json as typed facts: a field of the wrong type is unknown, and said so."""
+    if not isinstance(data, dict):
+        problems.add("", f"expected an object, found {json_type_name(data)}")
+        return ServerInfo()
+    pids_raw = data.get("pids")
+    pids: list[int] = []
+    if isinstance(pids_raw, list):
+        for p in pids_raw:
+            if isinstance(p, int) and not isinstance(p, bool) and 0 < p <= PID_MAX:
+                pids.append(p)
+            else:
+                problems.add("pids", f"{p!r} is not a pid; left out")
+    elif pids_raw is not None:
+        problems.add("pids", f"expected a list, found {json_type_name(pids_raw)}; taken as unknown")
+    return ServerInfo(
+        url=json_text(data, "url", problems),
+        healthy=json_bool(data, "healthy", problems),
+        version=json_text(data, "version", problems),
+        model_id=json_text(data, "model_id", problems),
+        max_model_len=json_whole(data, "max_model_len", problems, 1, 2**31),
+        flags=json_text(data, "flags", problems),
+        env=_env_from_json(data.get("env"), problems),
+        pids=pids,
+    )
+
+
+def _env_from_json(value: Any, problems: Problems) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        problems.add("env", f"expected an object of text values, found {json_type_name(value)}; left out")
+        return {}
+    return dict(value)
 
 
 def _read_ss_tan(path: Path, server: ServerInfo, issues: list[CollectorIssue]) -> SocketCensus:
@@ -143,14 +270,12 @@ def _read_server(directory: Path, issues: list[CollectorIssue]) -> ServerInfo:
     server = ServerInfo()
     path = directory / layout.SERVER
     if path.is_file():
+        problems = Problems(layout.SERVER)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            known = set(ServerInfo.__dataclass_fields__)
-            server = ServerInfo(**{k: v for k, v in data.items() if k in known})
-        except (ValueError, TypeError, AttributeError) as err:
-            issues.append(
-                CollectorIssue(0.0, "server", f"{layout.SERVER} is unreadable ({err}); server facts skipped")
-            )
+            server = _server_from_json(load_json(_read_text(path, issues, "server"), problems), problems)
+        except BadValue as bad:
+            problems.add("", str(bad))
+        _add(issues, problems.issue("input", "those server facts are unknown"))
     flags_path = _find(directory, layout.FLAGS)
     if flags_path and not server.flags:
         # Whatever form was pasted (a shell line, `ps` output, compose or Kubernetes YAML, with comments,
@@ -169,25 +294,142 @@ def _read_server(directory: Path, issues: list[CollectorIssue]) -> ServerInfo:
             )
     if server.flags:
         server.flags = redact_command_line(server.flags)
+    if server.url:
+        server.url = redact_url(server.url)
     return server
+
+
+def _issues_from_json(data: Any, problems: Problems) -> list[CollectorIssue]:
+    if not isinstance(data, list):
+        problems.add("", f"expected a list, found {json_type_name(data)}")
+        return []
+    found = []
+    for n, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            problems.add(f"item {n}", f"expected an object, found {json_type_name(item)}; left out")
+            continue
+        item_problems = Problems(layout.ISSUES)
+        collector = json_text(item, "collector", item_problems)
+        reason = json_text(item, "reason", item_problems)
+        if item_problems.count or not collector or not reason:
+            problems.add(f"item {n}", "needs text `collector` and `reason`; left out")
+            continue
+        when = json_number(item, "t_unix", problems, 0.0, T_UNIX_MAX) or 0.0
+        found.append(CollectorIssue(when, collector, reason, json_text(item, "fix", problems) or ""))
+    return found
+
+
+# The fields of a stress report the diagnosis reads (client_view_from_stress), with their bounds.
+_STRESS_LATENCY = (("count", COUNT_MAX), ("mean_s", 1e6), ("p95_s", 1e6))
+# The fields of a bypass report's `overhead` rows that the diagnosis reads.
+_BYPASS_ROW = (("direct_pairs_per_s", 1e9), ("served_pairs_per_s", 1e9), ("share_of_served", 1e6))
+
+
+def _checked_numbers(
+    section: Any, fields: tuple[tuple[str, float], ...], problems: Problems, where: str
+) -> Any:
+    """The same dict with each listed field a finite number in range, or None (unknown)."""
+    if not isinstance(section, dict):
+        problems.add(where, f"expected an object, found {json_type_name(section)}; taken as unknown")
+        return None
+    out = dict(section)
+    for key, hi in fields:
+        value = json_number(section, key, problems, 0.0, hi)
+        out[key] = value if key != "count" or value is None else int(value)
+    return out
 
 
 def _read_report(path: Path, collector: str, what: str, issues: list[CollectorIssue]) -> dict | None:
     """A JSON report a step wrote into the bundle (stress.json, bypass.json); None when absent."""
     if not path.is_file():
         return None
+    problems = Problems(path.name)
+    report: dict | None = None
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
+        loaded = load_json(_read_text(path, issues, collector), problems)
+    except BadValue as bad:
+        problems.add("", str(bad))
         loaded = None
-    if not isinstance(loaded, dict):
-        issues.append(CollectorIssue(0.0, collector, f"{path.name} is unreadable; {what} is skipped"))
-        return None
-    return loaded
+    if isinstance(loaded, dict):
+        report = loaded
+        if "latency" in report:
+            report["latency"] = _checked_numbers(report["latency"], _STRESS_LATENCY, problems, "latency")
+        if "overhead" in report:
+            rows = report["overhead"] if isinstance(report["overhead"], list) else []
+            if not isinstance(report["overhead"], list):
+                problems.add("overhead", f"expected a list, found {json_type_name(report['overhead'])}")
+            checked = [
+                _checked_numbers(r, _BYPASS_ROW, problems, f"overhead[{i}]") for i, r in enumerate(rows)
+            ]
+            report["overhead"] = [r for r in checked if r is not None]
+    elif loaded is not None or not problems.count:
+        problems.add("", f"expected an object, found {json_type_name(loaded)}")
+    _add(
+        issues,
+        problems.issue(collector, f"{what} is read without those values" if report else f"{what} is skipped"),
+    )
+    return report
+
+
+def _read_metrics(path: Path, issues: list[CollectorIssue]) -> list[MetricsDump]:
+    """The dumps of a metrics file that are Prometheus expositions; DoctorError when none is.
+
+    A dump that is not an exposition at all (JSON, HTML, binary, empty) is bad input, never "healthy";
+    one with a few unreadable lines is kept, and the lines dropped are counted in one issue.
+    """
+    text = _read_text(path, issues, "input")
+    dumps, problems = split_dumps_checked(text, path.stat().st_mtime)
+    kept: list[MetricsDump] = []
+    dropped_lines = damaged = 0
+    first_line: str | None = None
+    for n, dump in enumerate(dumps, start=1):
+        if len(dump.text) > MAX_DUMP_BYTES:
+            size_mb = len(dump.text) / 1e6
+            problems.add(f"dump {n}", f"{size_mb:.0f} MB, far past any vLLM /metrics; that dump is skipped")
+            continue
+        parsed = parse_dump(dump)
+        verdict = exposition_problem(parsed)
+        if verdict is not None:
+            problems.add(f"dump {n}", f"{verdict}; that dump is skipped" if len(dumps) > 1 else verdict)
+            continue
+        kept.append(dump)
+        if parsed.unreadable_lines:
+            damaged += 1
+            dropped_lines += parsed.unreadable_lines
+            first_line = first_line or f"dump {n}, {parsed.first_unreadable}"
+    if not kept:
+        why = problems.first[0] if problems.first else "it is empty"
+        raise DoctorError(
+            f"{path} holds no Prometheus exposition ({why})",
+            f"save vLLM's own `curl URL/metrics` output as {layout.METRICS[0]}",
+        )
+    _add(issues, problems.issue("input", f"{len(kept)} of {len(dumps)} dumps are used"))
+    if dropped_lines:
+        issues.append(
+            CollectorIssue(
+                0.0,
+                "input",
+                f"{path.name}: {dropped_lines} unreadable line{'s' if dropped_lines != 1 else ''} dropped in "
+                f"{damaged} of {len(kept)} dumps (first: {first_line})",
+                "the numbers are read from the other lines; check how the dumps were saved",
+            )
+        )
+    if len(kept) > 1 and len({d.t_unix for d in kept}) == 1:
+        issues.append(
+            CollectorIssue(
+                0.0,
+                "input",
+                f"{path.name}: all {len(kept)} dumps carry the same capture time: there is no window, "
+                "so only gauges are judged",
+                "save each dump after a `### capture t_unix=<seconds>` line with its own time",
+            )
+        )
+    return kept
 
 
 def read_bundle(directory: str | Path) -> Bundle:
-    """Loads a bundle folder; raises DoctorError only when there is nothing to diagnose in it."""
+    """Loads a bundle folder; raises DoctorError when there is nothing to diagnose in it, or when its
+    /metrics file holds no Prometheus exposition at all (garbage must never read as "healthy")."""
     path = Path(directory)
     if not path.is_dir():
         raise DoctorError(
@@ -197,16 +439,18 @@ def read_bundle(directory: str | Path) -> Bundle:
     issues = bundle.issues
     issues_path = path / layout.ISSUES
     if issues_path.is_file():
+        problems = Problems(layout.ISSUES)
         try:
-            issues.extend(CollectorIssue(**i) for i in json.loads(issues_path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError, AttributeError):
-            issues.append(
-                CollectorIssue(0.0, "bundle", f"{layout.ISSUES} is unreadable; earlier issues lost")
+            issues.extend(
+                _issues_from_json(load_json(_read_text(issues_path, issues, "input"), problems), problems)
             )
+        except BadValue as bad:
+            problems.add("", str(bad))
+        _add(issues, problems.issue("input", "the issues recorded during collection are partly lost"))
 
     metrics_path = _find(path, layout.METRICS)
     if metrics_path:
-        bundle.dumps = split_dumps(_read_text(metrics_path, issues, "vllm"), metrics_path.stat().st_mtime)
+        bundle.dumps = _read_metrics(metrics_path, issues)
     else:
         issues.append(
             CollectorIssue(
@@ -218,25 +462,29 @@ def read_bundle(directory: str | Path) -> Bundle:
         )
     gpu_path = _find(path, layout.NVIDIA_SMI)
     if gpu_path:
-        bundle.gpu, problems = parse_nvidia_smi_csv(_read_text(gpu_path, issues, "gpu"))
-        issues.extend(CollectorIssue(0.0, "gpu", p) for p in problems[:5])
+        bundle.gpu, gpu_problems = parse_nvidia_smi_csv(_read_text(gpu_path, issues, "gpu"))
+        if gpu_problems and not bundle.gpu:
+            # Nothing read: the first problem is why the GPU is unknown (the diagnosis quotes it).
+            issues.append(CollectorIssue(0.0, "gpu", f"{gpu_path.name}: {gpu_problems[0]}"))
+        elif gpu_problems:
+            more = f" (and {len(gpu_problems) - 3} more)" if len(gpu_problems) > 3 else ""
+            issues.append(
+                CollectorIssue(
+                    0.0,
+                    "input",
+                    f"{gpu_path.name}: {len(gpu_problems)} unreadable value"
+                    f"{'s' if len(gpu_problems) != 1 else ''} ({'; '.join(gpu_problems[:3])}{more})",
+                    f"regenerate {gpu_path.name} or fix those lines by hand",
+                )
+            )
     gpu_procs = path / layout.GPU_PROCESSES
     if gpu_procs.is_file():
-        for row in csv.DictReader(io.StringIO(gpu_procs.read_text(encoding="utf-8", errors="replace"))):
-            t_unix, index, pid = (
-                _float(row.get("t_unix")),
-                _float(row.get("gpu_index")),
-                _float(row.get("pid")),
-            )
-            if t_unix is not None and index is not None and pid is not None:
-                bundle.gpu_processes.append(
-                    GpuProcessMemory(t_unix, int(index), int(pid), _float(row.get("used_mib")))
-                )
+        bundle.gpu_processes = _read_gpu_processes(gpu_procs, issues)
     proc_path = _find(path, layout.PROCESSES)
     if proc_path:
         bundle.processes = _read_processes(proc_path, issues)
     if (path / layout.SOCKETS).is_file():
-        bundle.sockets = _read_sockets(path / layout.SOCKETS)
+        bundle.sockets = _read_sockets(path / layout.SOCKETS, issues)
     bundle.server = _read_server(path, issues)
     sock_text = _find(path, layout.SS_S + layout.SOCKSTAT)
     ss_tan = _find(path, layout.SS_TAN)
@@ -249,8 +497,8 @@ def read_bundle(directory: str | Path) -> Bundle:
             bundle.host_tcp = parse_host_tcp(text)
     if ss_tan and not bundle.sockets:
         bundle.sockets = [_read_ss_tan(ss_tan, bundle.server, issues)]
-    bundle.stress = _read_report(path / layout.STRESS, "stress", "the client's view", issues)
-    bundle.bypass = _read_report(path / layout.BYPASS, "bypass", "the bypass comparison", issues)
+    bundle.stress = _read_report(path / layout.STRESS, "input", "the client's view", issues)
+    bundle.bypass = _read_report(path / layout.BYPASS, "input", "the bypass comparison", issues)
 
     if not (bundle.dumps or bundle.gpu or bundle.processes or bundle.sockets or bundle.sockstat_text):
         raise DoctorError(

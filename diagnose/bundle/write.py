@@ -25,7 +25,7 @@ from diagnose.readings import (
     ServerInfo,
     SocketCensus,
 )
-from diagnose.redact import redact_command_line
+from diagnose.redact import redact_command_line, redact_url
 
 PROCESS_COLUMNS = ("t_unix", "pid", "ppid", "name", "cpu_percent", "rss_mb", "cmd")
 
@@ -56,7 +56,7 @@ class BundleWriter:
             "schema_version": layout.BUNDLE_SCHEMA_VERSION,
             "tool": f"rerank-doctor {__version__}",
             "created_t_unix": time.time(),
-            "url": url,
+            "url": redact_url(url) if url else url,
             "settings": settings or {},
         }
         self._write_json(layout.MANIFEST, self._manifest)
@@ -105,7 +105,16 @@ class BundleWriter:
             writer = csv.writer(handle, lineterminator="\n")
             for s in samples:
                 writer.writerow(
-                    (f"{s.t_unix:.3f}", s.pid, s.ppid, s.name, _opt(s.cpu_percent), _opt(s.rss_mb), s.cmd)
+                    # Redacted again here: whoever built the sample, no secret reaches the file.
+                    (
+                        f"{s.t_unix:.3f}",
+                        s.pid,
+                        s.ppid,
+                        s.name,
+                        _opt(s.cpu_percent),
+                        _opt(s.rss_mb),
+                        redact_command_line(s.cmd),
+                    )
                 )
             handle.flush()
 
@@ -123,6 +132,8 @@ class BundleWriter:
 
     def set_server(self, server: ServerInfo) -> None:
         info = asdict(server)
+        if server.url:
+            info["url"] = redact_url(server.url)
         if server.flags:
             info["flags"] = redact_command_line(server.flags)
             (self.dir / layout.FLAGS[0]).write_text(info["flags"] + "\n", encoding="utf-8")

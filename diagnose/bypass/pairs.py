@@ -80,6 +80,8 @@ def load_pairs(path: Path | str) -> list[Pair]:
         data = json.loads(text)
     except ValueError as err:
         raise _bad(path, f"not JSON ({err})") from None
+    except RecursionError:  # `[[[[...` nested past Python's limit: bad input, not a bug
+        raise _bad(path, "nested too deeply to be a list of pairs") from None
     return parse_pairs(data, path)
 
 

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 from diagnose.bundle import BundleWriter
-from diagnose.collect.sampler import Progress, Sources, collect_window
+from diagnose.collect.sampler import CollectionInterrupted, Progress, Sources, collect_window
 from diagnose.collect.vllm import VllmSource
 from diagnose.readings import Bundle, CollectorIssue
 from diagnose.urls import is_loopback_host, parse_server_url
@@ -98,14 +98,21 @@ def collect_to_folder(
                     f"{p.process_samples} process samples, {len(p.issues)} issues",
                 )
 
-            bundle = collect_window(
-                sources,
-                duration_s=duration_s,
-                interval_s=interval_s,
-                metrics_interval_s=metrics_interval_s,
-                writer=writer,
-                on_progress=on_progress,
-            )
+            try:
+                bundle = collect_window(
+                    sources,
+                    duration_s=duration_s,
+                    interval_s=interval_s,
+                    metrics_interval_s=metrics_interval_s,
+                    writer=writer,
+                    on_progress=on_progress,
+                )
+            except CollectionInterrupted as stop:
+                # The partial window goes up whole, with the same notes a full one would have.
+                stop.bundle.issues[:0] = notes
+                if writer:
+                    writer.set_issues(stop.bundle.issues)
+                raise
         bundle.issues[:0] = notes
         if writer:
             writer.set_issues(bundle.issues)

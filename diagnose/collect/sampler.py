@@ -3,7 +3,13 @@
 Each reading is appended to the bundle writer the moment it arrives, so Ctrl-C or a crash keeps what
 was gathered. Failures become CollectorIssue values (the first of each kind kept, repeats counted);
 only an unreachable server at the very first scrape ends the window early, since waiting out the
-duration would gather nothing the user asked for.
+duration would gather nothing the user asked for. A scrape that fails after others worked keeps the
+window: what arrived is diagnosed, with a note saying a later scrape was lost.
+
+Ctrl-C (and SIGTERM, which the CLI turns into the same) is never swallowed: the window is closed (the
+writer gets server.json and issues.json) and `CollectionInterrupted` carries the partial bundle up, so
+`check` can still diagnose it and `watch` stops. It is a KeyboardInterrupt, so a caller that does not
+handle it still ends with exit 130.
 """
 
 from __future__ import annotations
@@ -52,6 +58,15 @@ class Progress:
     stopped_early: str | None = None
 
 
+class CollectionInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a window: what was collected until then, and for how long."""
+
+    def __init__(self, bundle: Bundle, progress: Progress):
+        super().__init__(progress.stopped_early or "interrupted")
+        self.bundle = bundle
+        self.progress = progress
+
+
 class _Issues:
     """Keeps the first issue of each (collector, reason) and counts the repeats."""
 
@@ -84,28 +99,41 @@ def collect_window(
     issues = _Issues(bundle)
     progress = Progress(duration_s=duration_s, issues=bundle.issues)
 
-    if sources.vllm is not None:
-        bundle.server, server_issues = sources.vllm.server_info()
-        for issue in server_issues:
+    def start_sources() -> None:
+        if sources.vllm is not None:
+            bundle.server, server_issues = sources.vllm.server_info()
+            for issue in server_issues:
+                issues.add(issue)
+        if sources.host is not None:
+            pids, flags, issue = sources.host.find_vllm(port=sources.port, pid=sources.pid)
+            bundle.server.pids = list(pids)
+            bundle.server.flags = bundle.server.flags or flags
             issues.add(issue)
-    if sources.host is not None:
-        pids, flags, issue = sources.host.find_vllm(port=sources.port, pid=sources.pid)
-        bundle.server.pids = list(pids)
-        bundle.server.flags = bundle.server.flags or flags
-        issues.add(issue)
-    if sources.gpu is not None:
-        issue = sources.gpu.start()
-        issues.add(issue)
-        if issue is not None:
-            sources.gpu = None  # no NVML here: stated once, not retried every beat
+        if sources.gpu is not None:
+            issue = sources.gpu.start()
+            issues.add(issue)
+            if issue is not None:
+                sources.gpu = None  # no NVML here: stated once, not retried every beat
 
     def scrape() -> bool:
         result = sources.vllm.scrape()
         if isinstance(result, CollectorIssue):
             issues.add(result)
+            if bundle.dumps:
+                # Lost data is not lost work: the dumps that arrived are the window, and it says so.
+                issues.add(
+                    CollectorIssue(
+                        result.t_unix,
+                        "collect",
+                        f"a later /metrics scrape failed ({result.reason}); the window is diagnosed "
+                        "from the scrapes that arrived before it",
+                        result.fix,
+                    )
+                )
             return False
         bundle.dumps.append(result)
-        issues.add(sources.vllm.has_engine_metrics(result))
+        for issue in sources.vllm.dump_issues(result):
+            issues.add(issue)
         if writer:
             writer.add_dump(result)
         progress.dumps += 1
@@ -146,7 +174,9 @@ def collect_window(
 
     start = clock()
     next_scrape = start
+    interrupted = False
     try:
+        start_sources()
         if sources.vllm is not None:
             first_ok = scrape()
             next_scrape = start + metrics_interval_s
@@ -170,9 +200,15 @@ def collect_window(
         if sources.vllm is not None:
             scrape()  # the window's closing scrape: counters need a before AND an after
     except KeyboardInterrupt:
+        interrupted = True
         progress.stopped_early = f"interrupted after {clock() - start:.1f} s"
         issues.add(
-            CollectorIssue(time.time(), "collect", f"collection interrupted after {clock() - start:.1f} s")
+            CollectorIssue(
+                time.time(),
+                "collect",
+                f"interrupted after {clock() - start:.1f} s of a {duration_s:g} s window: "
+                "the report covers what was collected until then",
+            )
         )
     finally:
         progress.elapsed_s = clock() - start
@@ -183,4 +219,6 @@ def collect_window(
             writer.set_issues(bundle.issues)
         if on_progress:
             on_progress(progress)
+    if interrupted:
+        raise CollectionInterrupted(bundle, progress)
     return bundle

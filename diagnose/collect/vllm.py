@@ -13,14 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+import urllib3.exceptions
 
+from diagnose.bundle.values import MAX_DUMP_BYTES
+from diagnose.metrics.exposition import exposition_problem, parse_text, unreadable_summary
 from diagnose.readings import CollectorIssue, MetricsDump, ServerInfo
 from diagnose.urls import base_url  # the one --url grammar; re-exported for callers of this module
 
 DEFAULT_TIMEOUT_S = 5.0
-# vLLM 0.32's exposition is ~54 KB (92 families); multi-model or multi-engine servers are larger.
-# Far past that it is not vLLM's /metrics: stop reading rather than fill memory.
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# Far past vLLM's ~54 KB it is not vLLM's /metrics: stop reading rather than fill memory (the same cap
+# as a bundle's dump).
+DEFAULT_MAX_BYTES = MAX_DUMP_BYTES
 
 
 class _Failure(Exception):
@@ -40,7 +43,7 @@ class VllmSource:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        self.url = base_url(url)
+        self.url = base_url(url)  # no credentials: this is what messages and bundles show
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
         self._session = session or requests.Session()
@@ -48,6 +51,8 @@ class VllmSource:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._clock = clock
         self._warned_no_vllm = False
+        self._warned_unreadable = False
+        self._last_unreadable: tuple[MetricsDump | None, str | None] = (None, None)
 
     def _get(self, path: str) -> tuple[int, str, str]:
         """(status, content type, body text) or _Failure; bounded by timeout_s in total."""
@@ -55,7 +60,10 @@ class VllmSource:
         deadline = time.monotonic() + self.timeout_s
         try:
             with self._session.get(
-                url, headers=self._headers, timeout=(min(self.timeout_s, 3.0), self.timeout_s), stream=True
+                url,
+                headers=self._headers,
+                timeout=(min(self.timeout_s, 3.0), self.timeout_s),
+                stream=True,
             ) as resp:
                 chunks: list[bytes] = []
                 size = 0
@@ -99,6 +107,25 @@ class VllmSource:
             ) from None
         except requests.exceptions.RequestException as err:
             raise _Failure(f"request to {url} failed: {type(err).__name__}", "check --url") from None
+        # Reading the body goes below requests (read1), so urllib3's own errors arrive here unwrapped:
+        # a server that sends headers and then stalls, drops the connection mid-body, or marks a plain
+        # body as gzip. Each is the server's fault, said in one line, never an internal error.
+        except urllib3.exceptions.ReadTimeoutError:
+            raise _Failure(
+                f"{url} sent its headers, then nothing for {self.timeout_s:g} s",
+                "the server is hung or overloaded; check its log, or raise --timeout",
+            ) from None
+        except urllib3.exceptions.DecodeError:
+            raise _Failure(
+                f"{url} marked its body as compressed but it does not decompress",
+                "a proxy between is rewriting the response: point --url at the vLLM server itself",
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            cut = "ended before the whole body arrived" if "IncompleteRead" in repr(err) else "broke off"
+            raise _Failure(
+                f"{url}: the connection {cut} ({type(err).__name__})",
+                "the server restarted or a proxy dropped the connection; try again",
+            ) from None
 
     def scrape(self) -> MetricsDump | CollectorIssue:
         """One GET /metrics: the text as received, or why there is none."""
@@ -133,7 +160,42 @@ class VllmSource:
                 f"{self.url}/metrics returned HTML, not Prometheus metrics",
                 "a proxy or web UI answered: point --url at the vLLM server itself",
             )
-        return MetricsDump(t_unix=now, text=text)
+        # JSON, an empty body or binary is not vLLM's /metrics: bad input, never a "healthy" window.
+        parsed = parse_text(text, now, finite_only=True)
+        verdict = exposition_problem(parsed)
+        if verdict is not None:
+            what = f"{len(text.encode())} bytes of {content_type or 'no content type'}"
+            return CollectorIssue(
+                now,
+                "vllm",
+                f"{self.url}/metrics answered {what}: {verdict}",
+                "point --url at the vLLM server itself (its /metrics serves Prometheus text)",
+            )
+        dump = MetricsDump(t_unix=now, text=text)
+        self._last_unreadable = (dump, unreadable_summary(parsed))  # dump_issues reads it: parse once
+        return dump
+
+    def dump_issues(self, dump: MetricsDump) -> list[CollectorIssue]:
+        """What is wrong with a dump that did arrive, each said once: lines that could not be read
+        (dropped, counted), or no `vllm:` engine metrics at all."""
+        found = []
+        last, summary = self._last_unreadable
+        if last is not dump:
+            summary = unreadable_summary(parse_text(dump.text, dump.t_unix, finite_only=True))
+        if summary is not None and not self._warned_unreadable:
+            self._warned_unreadable = True
+            found.append(
+                CollectorIssue(
+                    dump.t_unix,
+                    "input",
+                    f"{self.url}/metrics: {summary}",
+                    "the numbers are read from the other lines; a proxy may be rewriting the response",
+                )
+            )
+        engine = self.has_engine_metrics(dump)
+        if engine is not None:
+            found.append(engine)
+        return found
 
     def has_engine_metrics(self, dump: MetricsDump) -> CollectorIssue | None:
         """vLLM started with --disable-log-stats exposes no `vllm:` families: say so once, don't guess."""

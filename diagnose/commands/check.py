@@ -100,12 +100,15 @@ def show_report(
 
 
 def run(args: argparse.Namespace) -> int:
+    from diagnose.collect.sampler import CollectionInterrupted
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.pipeline import diagnose, metrics_issue
+    from diagnose.redact import redact_url
     from diagnose.report import Severity
     from diagnose.thresholds import load
 
+    interrupted = False
     thresholds = load(args.thresholds)  # before collecting: a typo should not cost a window
     if args.prometheus is not None:
         from diagnose.fleet.run import run_check
@@ -151,17 +154,28 @@ def run(args: argparse.Namespace) -> int:
                 words=IntRange(args.words, args.words),
                 seed=args.seed,
             )
-            bundle = collect_under_load(
-                config, url=args.url, out=None, duration_s=args.duration, **collect_args
-            )
+            try:
+                bundle = collect_under_load(
+                    config, url=args.url, out=None, duration_s=args.duration, **collect_args
+                )
+            except CollectionInterrupted as stop:  # as below: the window so far, reported, then 130
+                bundle, interrupted = stop.bundle, True
         else:
             from diagnose.collect.run import collect_to_folder
 
-            bundle, _ = collect_to_folder(url=args.url, out=None, duration_s=args.duration, **collect_args)
+            try:
+                bundle, _ = collect_to_folder(
+                    url=args.url, out=None, duration_s=args.duration, **collect_args
+                )
+            except CollectionInterrupted as stop:
+                # Ctrl-C / SIGTERM: the report of what was collected, marked (its note), then exit 130.
+                bundle, interrupted = stop.bundle, True
         if not bundle.dumps:
+            if interrupted:
+                raise KeyboardInterrupt  # nothing to report yet: the CLI's plain "interrupted", 130
             first = metrics_issue(bundle)
             raise DoctorError(
-                f"no /metrics from {args.url}" + (f": {first.reason}" if first else ""),
+                f"no /metrics: {first.reason}" if first else f"no /metrics from {redact_url(args.url)}",
                 (first.fix if first and first.fix else "check the URL and that vLLM is running"),
                 status=ExitStatus.UNREACHABLE,
             )
@@ -179,5 +193,7 @@ def run(args: argparse.Namespace) -> int:
         bundle=bundle,
         thresholds=thresholds,
     )
+    if interrupted:
+        return int(ExitStatus.INTERRUPTED)
     fail_on = Severity.parse(args.fail_on)
     return int(ExitStatus.FINDINGS if report.worst() >= fail_on else ExitStatus.OK)

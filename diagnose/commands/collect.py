@@ -32,24 +32,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diagnose.collect.run import collect_to_folder
+    from diagnose.collect.sampler import CollectionInterrupted
     from diagnose.exit_status import ExitStatus
     from diagnose.render.collection import print_collection_summary
 
-    bundle, outcome = collect_to_folder(
-        url=args.url,
-        out=args.out,
-        duration_s=args.duration,
-        interval_s=args.interval,
-        metrics_interval_s=args.metrics_interval,
-        pid=args.pid,
-        api_key=args.api_key,
-        timeout_s=args.timeout,
-        use_gpu=not args.no_gpu,
-        show_progress=not args.quiet,
-    )
+    try:
+        bundle, outcome = collect_to_folder(
+            url=args.url,
+            out=args.out,
+            duration_s=args.duration,
+            interval_s=args.interval,
+            metrics_interval_s=args.metrics_interval,
+            pid=args.pid,
+            api_key=args.api_key,
+            timeout_s=args.timeout,
+            use_gpu=not args.no_gpu,
+            show_progress=not args.quiet,
+        )
+    except CollectionInterrupted as stop:
+        # Ctrl-C / SIGTERM: the bundle on disk is complete as far as it goes (server.json, issues.json).
+        print_collection_summary(stop.bundle, args.out, stop.progress)
+        return int(ExitStatus.INTERRUPTED)
     print_collection_summary(bundle, args.out, outcome)
     if not bundle.dumps:
         return int(ExitStatus.UNREACHABLE)
-    return int(
-        ExitStatus.INTERRUPTED if outcome.stopped_early and "interrupted" in outcome.stopped_early else 0
-    )
+    return int(ExitStatus.OK)

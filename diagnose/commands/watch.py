@@ -30,10 +30,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from diagnose.collect.run import collect_to_folder
+    from diagnose.collect.sampler import CollectionInterrupted
     from diagnose.derive.series import window_series
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
     from diagnose.pipeline import diagnose, metrics_issue
+    from diagnose.redact import redact_url
     from diagnose.render.text import report_renderable
     from diagnose.thresholds import load
     from diagnose.urls import base_url
@@ -45,12 +47,13 @@ def run(args: argparse.Namespace) -> int:
         from diagnose.fleet.run import run_watch
 
         return run_watch(args, thresholds)
+    shown_url = redact_url(args.url)
     # Normalised once: what is shown and reported carries no credentials (diagnose/urls.py).
     args.url = base_url(args.url)
     console = Console()
     shown = 0
     with Live(
-        Text(f"collecting the first {args.every:g} s window from {args.url} ..."), console=console
+        Text(f"collecting the first {args.every:g} s window from {shown_url} ..."), console=console
     ) as live:
         try:
             while args.windows is None or shown < args.windows:
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                     first = metrics_issue(bundle)
                     reason = first.reason if first else "no /metrics"
                     live.update(
-                        Text(f"{stamp}  {args.url}: {reason} — retrying every {args.every:g} s", style="red")
+                        Text(f"{stamp}  {shown_url}: {reason} — retrying every {args.every:g} s", style="red")
                     )
                     time.sleep(args.every)  # an unreachable server answers at once: don't spin
                 else:
@@ -76,6 +79,17 @@ def run(args: argparse.Namespace) -> int:
                     view = report_renderable(report, series=window_series(bundle, thresholds))
                     live.update(Group(Text(f"{stamp}  window {shown + 1}", style="dim"), view))
                 shown += 1
+        except CollectionInterrupted as stop:
+            # Ctrl-C (or SIGTERM) is how watch ends: the window cut short is shown, marked, and exit 130.
+            if stop.bundle.dumps:
+                report = diagnose(stop.bundle, thresholds, source=args.url)
+                live.update(
+                    Group(
+                        Text(f"window {shown + 1}", style="dim"),
+                        report_renderable(report, series=window_series(stop.bundle, thresholds)),
+                    )
+                )
+            return int(ExitStatus.INTERRUPTED)
         except KeyboardInterrupt:
-            pass  # Ctrl-C is how watch ends
+            return int(ExitStatus.INTERRUPTED)  # between windows (the retry pause): nothing half-done
     return int(ExitStatus.OK)

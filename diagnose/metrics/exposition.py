@@ -53,6 +53,12 @@ class ParsedDump:
     # HELP text per family. Kept because it is the only place some facts are written down: the old
     # `gpu_prefix_cache_queries` counted blocks or tokens depending on the vLLM version; its HELP says which.
     help: dict[str, str] = field(default_factory=dict)
+    # How many lines were dropped as unreadable, and the first of them ("line 57: ..."): what the report
+    # tells the user about a partly unreadable exposition. `problems` is capped; this count is not.
+    unreadable_lines: int = 0
+    first_unreadable: str | None = None
+    # Why this text is not a Prometheus exposition at all (no sample could be read), or None.
+    verdict: str | None = None
 
 
 def _unescape(text: str) -> str:
@@ -102,11 +108,20 @@ def _parse_value(token: str) -> float | None:
 
 
 class _Problems:
-    __slots__ = ("dropped", "lines")
+    __slots__ = ("dropped", "first_unreadable", "lines", "unreadable")
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.dropped = 0
+        self.unreadable = 0
+        self.first_unreadable: str | None = None
+
+    def drop_line(self, message: str) -> None:
+        """A line whose data is lost (unlike a repeated series, which is read with a remark)."""
+        self.unreadable += 1
+        if self.first_unreadable is None:
+            self.first_unreadable = message
+        self.add(message)
 
     def add(self, message: str) -> None:
         if len(self.lines) < MAX_PROBLEMS:
@@ -121,7 +136,9 @@ class _Problems:
 
 
 def _snippet(line: str) -> str:
-    return repr(line if len(line) <= _SNIPPET_CHARS else line[:_SNIPPET_CHARS] + "...")
+    cut = line if len(line) <= _SNIPPET_CHARS else line[:_SNIPPET_CHARS] + "..."
+    # Binary garbage must not reach a terminal as control characters: escape it all then.
+    return repr(cut) if cut.isprintable() else ascii(cut)
 
 
 def _not_an_exposition(text: str) -> str | None:
@@ -140,8 +157,18 @@ def _not_an_exposition(text: str) -> str | None:
     return None
 
 
-def parse_text(text: str, t_unix: float = 0.0) -> ParsedDump:
-    """Parse one /metrics exposition. Never raises; unreadable lines are listed in `problems`."""
+# Past 2^53 a float no longer counts in ones: no real counter or gauge of vLLM's is there, and sums of
+# such values overflow to infinity in the window math. With `finite_only`, values beyond are unknown.
+MAX_MAGNITUDE = 2.0**53
+
+
+def parse_text(text: str, t_unix: float = 0.0, *, finite_only: bool = False) -> ParsedDump:
+    """Parse one /metrics exposition. Never raises; unreadable lines are listed in `problems`.
+
+    `finite_only` (what the diagnosis reads, via parse_dump) drops NaN, infinite and absurd values as
+    unreadable lines: a counter that reads NaN is unknown, never "nan preemptions". Without it the
+    parse is faithful to the format (prometheus_client keeps NaN), as the parser tests compare.
+    """
     types: dict[str, str] = {}
     helps: dict[str, str] = {}
     samples: dict[str, dict[LabelSet, float]] = {}
@@ -149,7 +176,10 @@ def parse_text(text: str, t_unix: float = 0.0) -> ParsedDump:
 
     verdict = _not_an_exposition(text)
     if verdict is not None:
-        return ParsedDump(t_unix, types, samples, [verdict], helps)
+        lines_lost = sum(1 for line in text.split("\n") if line.strip())
+        # The problem line keeps the advice; the verdict says what answered (messages add their own fix).
+        short = verdict.partition(";")[0]
+        return ParsedDump(t_unix, types, samples, [verdict], helps, lines_lost, f"line 1: {short}", short)
 
     cache = _series_cache
     lines = text.split("\n")
@@ -164,7 +194,7 @@ def parse_text(text: str, t_unix: float = 0.0) -> ParsedDump:
             if line.startswith("# TYPE "):
                 parts = line.split()
                 if len(parts) != 4:
-                    problems.add(f"line {number}: TYPE line needs a name and a type: {_snippet(line)}")
+                    problems.drop_line(f"line {number}: TYPE line needs a name and a type: {_snippet(line)}")
                     continue
                 kind = parts[3].lower()
                 if kind not in _KNOWN_TYPES:
@@ -214,6 +244,9 @@ def parse_text(text: str, t_unix: float = 0.0) -> ParsedDump:
         if value is None:
             _report(problems, number, f"value {tokens[0]!r} is not a number", line, at_cut)
             continue
+        if finite_only and not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # False for NaN too
+            _report(problems, number, f"value {tokens[0]!r} is not a plausible reading", line, at_cut)
+            continue
         # An optional timestamp (ms) may follow. We keep the scrape time instead, but a non-number there
         # means the line is not what it seems. " # {...}" after the value is an OpenMetrics exemplar: ignored.
         if len(tokens) > 1 and tokens[1] != "#" and (len(tokens) > 2 or _parse_value(tokens[1]) is None):
@@ -228,17 +261,48 @@ def parse_text(text: str, t_unix: float = 0.0) -> ParsedDump:
                 problems.add(f"line {number}: series given twice, the last value wins: {_snippet(line)}")
             series[labels] = value
 
-    if not samples and not types and not problems.lines and text.strip():
-        problems.add("no metrics found in the text: is this vLLM's /metrics endpoint?")
-    elif not samples and problems.lines:
-        problems.add("no sample could be read: this does not look like a Prometheus exposition")
-    return ParsedDump(t_unix, types, samples, problems.result(), helps)
+    verdict = None
+    if not samples:
+        if not text.strip():
+            verdict = "not a Prometheus exposition: the text is empty"
+        elif not types and not problems.lines:
+            verdict = "not a Prometheus exposition: no metrics found in the text (only comments)"
+        else:
+            verdict = "not a Prometheus exposition: no sample could be read"
+            if problems.first_unreadable:
+                verdict += f" ({problems.first_unreadable})"
+        if text.strip():
+            problems.add(f"{verdict}: is this vLLM's /metrics endpoint?")
+    return ParsedDump(
+        t_unix,
+        types,
+        samples,
+        problems.result(),
+        helps,
+        problems.unreadable,
+        problems.first_unreadable,
+        verdict,
+    )
+
+
+def exposition_problem(parsed: ParsedDump) -> str | None:
+    """Why a parsed text is not vLLM's /metrics at all (JSON, HTML, binary, empty), or None when it is."""
+    return parsed.verdict
+
+
+def unreadable_summary(parsed: ParsedDump) -> str | None:
+    """'4 unreadable lines dropped (first: line 57: ...)' for a partly unreadable exposition, else None."""
+    if not parsed.unreadable_lines or parsed.verdict is not None:
+        return None
+    n = parsed.unreadable_lines
+    return f"{n} unreadable line{'s' if n != 1 else ''} dropped (first: {parsed.first_unreadable})"
 
 
 def _report(problems: _Problems, number: int, reason: str, line: str, on_truncated_last_line: bool) -> None:
     hint = " (the text ends mid-line: truncated response?)" if on_truncated_last_line else ""
-    problems.add(f"line {number}: {reason}{hint}: {_snippet(line)}")
+    problems.drop_line(f"line {number}: {reason}{hint}: {_snippet(line)}")
 
 
 def parse_dump(dump: MetricsDump) -> ParsedDump:
-    return parse_text(dump.text, dump.t_unix)
+    """A dump as the diagnosis reads it: values that cannot be readings (NaN, inf, 1e308) are unknown."""
+    return parse_text(dump.text, dump.t_unix, finite_only=True)

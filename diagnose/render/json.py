@@ -76,6 +76,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "skipped": [{"rule_id": s.rule_id, "reason": s.reason} for s in report.skipped],
         "evidence": _clean(report.evidence),
         "missing": dict(report.missing),
+        "notes": list(report.notes),
     }
 
 

@@ -65,6 +65,7 @@ def verdict_panel(report: Report) -> Panel:
         lines.append(Text(decided.title))
     if v.contributing:
         lines.append(Text(f"contributing: {', '.join(v.contributing)}", style="dim"))
+    lines.extend(Text(f"note: {note}", style="yellow") for note in report.notes)
     # A --url may carry userinfo (http://user:password@host): the terminal is no place for it either.
     where = redact_command_line(report.source) if report.source else "unknown source"
     window = f", {report.window_s:.0f} s window" if report.window_s else ""

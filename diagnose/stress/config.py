@@ -203,7 +203,9 @@ class LoadConfig:
         if self.query_words < 1:
             raise DoctorError("--query-words must be at least 1", "use e.g. 12", ExitStatus.USAGE)
         if self.top_n is not None and self.top_n < 1:
-            raise DoctorError("--top-n must be at least 1", "leave it out to get every document back")
+            raise DoctorError(
+                "--top-n must be at least 1", "leave it out to get every document back", ExitStatus.USAGE
+            )
         if target.endpoint in SCORE_ENDPOINTS and self.top_n is not None:
             raise DoctorError(
                 f"--top-n is a rerank field; {target.endpoint} has none",
