@@ -121,6 +121,7 @@ class ServerInfo:
     flags: str | None = None  # the vLLM command line, secrets redacted
     env: dict[str, str] = field(default_factory=dict)  # VAR=value set for the server (flags.txt), redacted
     pids: list[int] = field(default_factory=list)  # the vLLM processes found (API servers, engine core...)
+    host_cores: int | None = None  # logical CPUs of the serving host, where it was sampled (psutil)
 
 
 @dataclass(slots=True)

@@ -199,3 +199,36 @@ def test_an_uneven_spread_over_api_servers_is_stated_with_the_busiest_share() ->
     assert finding.rule_id == "cpu-api-server"
     assert "did 40% of the API servers' CPU work (evenly: 12%)" in finding.detail
     assert finding.numbers["api_server_busiest_share_ratio"] == 0.4
+
+
+def test_dumps_that_share_one_capture_time_make_no_window_and_no_confident_health(tmp_path) -> None:
+    # Two real lab dumps stamped with the same time: no window, so nothing rate-based is judged.
+    from pathlib import Path
+
+    from diagnose.bundle import read_bundle
+    from diagnose.pipeline import diagnose
+
+    text = (Path(__file__).parent / "fixtures" / "vllm-0.32-cpu-lab" / "metrics.prom").read_text()
+    stamped = "\n".join(
+        "### capture t_unix=1796000000.0" if line.startswith("### capture") else line
+        for line in text.splitlines()
+    )
+    (tmp_path / "metrics.prom").write_text(stamped + "\n")
+    report = diagnose(read_bundle(tmp_path))
+    assert report.window_s is None
+    assert "fewer than two distinct capture times" in report.missing["window_s"]
+    assert report.verdict.confidence == "low"
+
+
+def test_a_process_reading_past_the_hosts_cores_is_set_aside_as_suspect() -> None:
+    from diagnose.derive.sections.cpu import CpuInputs, derive_cpu
+    from diagnose.readings import ProcessSample
+
+    # A counter reset gave "API server at 392 % of one core" on a 2-core host (issue 12).
+    samples = [
+        ProcessSample(t, 10, 1, "python", 392.0, None, "python -m vllm.entrypoints.openai.api_server")
+        for t in (1.0, 2.0, 3.0)
+    ]
+    cpu = derive_cpu(CpuInputs(samples, (None, None), None, None, None, host_cores=2))
+    assert cpu.api_server_cpu_mean_pct is None
+    assert "2-core host: suspect" in cpu.missing["api_server_cpu_mean_pct"]

@@ -231,6 +231,7 @@ def _server_from_json(data: Any, problems: Problems) -> ServerInfo:
         flags=json_text(data, "flags", problems),
         env=_env_from_json(data.get("env"), problems),
         pids=pids,
+        host_cores=json_whole(data, "host_cores", problems, 1, 1 << 16),
     )
 
 

@@ -47,6 +47,12 @@ class HostSource:
         # (pid, create_time) -> redacted command line: argv is read and redacted once per process.
         self._cmds: dict[tuple[int, float | None], str] = {}
 
+    def cores(self) -> int | None:
+        """Logical CPUs of this host: the bound a process's CPU (% of one core) cannot pass."""
+        cpu_count = getattr(self._ps, "cpu_count", None)
+        count = cpu_count() if callable(cpu_count) else None
+        return count if isinstance(count, int) and count > 0 else None
+
     # -- finding ----------------------------------------------------------------------------------
 
     def find_vllm(

@@ -108,6 +108,7 @@ def collect_window(
             pids, flags, issue = sources.host.find_vllm(port=sources.port, pid=sources.pid)
             bundle.server.pids = list(pids)
             bundle.server.flags = bundle.server.flags or flags
+            bundle.server.host_cores = sources.host.cores()
             issues.add(issue)
         if sources.gpu is not None:
             issue = sources.gpu.start()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from diagnose.derive import plausible
 from diagnose.derive.section import Section, unknown
 from diagnose.derive.sections.client import BypassOverhead, Client, StressSummary, derive_client
 from diagnose.derive.sections.config import Config, derive_config
@@ -113,6 +114,8 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
     reported = server_version(bundle.server)  # "None" (a failed /version) or junk is no version
     version = reported.text if reported is not None else None
 
+    if parsed and span is None and len(parsed) > 1:
+        window_missing = no_dumps = plausible.window_s(d.t_unix for d in dumps).suspect or ONE_SCRAPE
     if not parsed:
         no_dumps = _issue(bundle, "vllm") or "no /metrics dump"
         window_missing = no_dumps
@@ -133,8 +136,8 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
     else:
         if span is None:
             for name in ("latency", "traffic", "shape"):
-                sections[name] = unknown(SECTIONS[name], ONE_SCRAPE)
-            sections["scheduler"] = derive_scheduler(parsed, counters=ONE_SCRAPE)
+                sections[name] = unknown(SECTIONS[name], no_dumps)
+            sections["scheduler"] = derive_scheduler(parsed, counters=no_dumps)
         else:
             window_s = span
             pair = (parsed[0], parsed[-1])
@@ -153,7 +156,15 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
     )
     bounds = (dumps[0].t_unix, dumps[-1].t_unix + 1.0) if span is not None else (None, None)
     sections["cpu"] = derive_cpu(
-        CpuInputs(bundle.processes, bounds, _issue(bundle, "host"), pair, window_s, no_dumps=no_dumps)
+        CpuInputs(
+            bundle.processes,
+            bounds,
+            _issue(bundle, "host"),
+            pair,
+            window_s,
+            no_dumps=no_dumps,
+            host_cores=bundle.server.host_cores,
+        )
     )
     census = [s for s in bundle.sockets if in_window(s.t_unix)] or bundle.sockets
     sections["sockets"] = derive_sockets(census, _issue(bundle, "sockets"), bundle.host_tcp)
@@ -169,10 +180,9 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
 
 
 def _span(dumps: list[MetricsDump]) -> float | None:
-    if len(dumps) < 2:
-        return None
-    span = dumps[-1].t_unix - dumps[0].t_unix
-    return span if span > 0 else None
+    """First to last dump; None without two distinct capture times (plausible.window_s)."""
+    checked = plausible.window_s(d.t_unix for d in dumps)
+    return checked.value if checked.value else None
 
 
 def _in_window(dumps: list[MetricsDump]) -> Callable[[float], bool]:

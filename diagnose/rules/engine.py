@@ -65,7 +65,9 @@ def run_rules(
         assert healthy is not None  # the healthy rule always answers
         ordered.insert(0, healthy)
         skipped_ids = {s.rule_id for s in skipped}
-        if is_idle(evidence) or all(rule_id in skipped_ids for rule_id in TRIAGE):
+        # No window (one scrape, or dumps that share one capture time): rates and latencies went unjudged.
+        no_window = evidence.window_s is None
+        if no_window or is_idle(evidence) or all(rule_id in skipped_ids for rule_id in TRIAGE):
             confidence = "low"
         elif any(rule_id in skipped_ids for rule_id in TRIAGE):
             confidence = "medium"

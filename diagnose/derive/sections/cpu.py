@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from diagnose.derive import window
+from diagnose.derive import plausible, window
 from diagnose.derive.processes import cpu_by_role
 from diagnose.derive.section import Section, build, group, num
 from diagnose.metrics.exposition import ParsedDump
@@ -52,6 +52,7 @@ class CpuInputs:
     dumps: tuple[ParsedDump, ParsedDump] | None  # first and last /metrics dump, for process_cpu_seconds
     window_s: float | None
     no_dumps: str = "one scrape: counters need two (a window of at least two /metrics dumps)"
+    host_cores: int | None = None  # the bound no process's CPU can pass (None: not recorded)
 
 
 def derive_cpu(inputs: CpuInputs) -> Cpu:
@@ -107,4 +108,12 @@ def derive_cpu(inputs: CpuInputs) -> Cpu:
         values["worker_cpu_mean_pct"] = worker.mean_pct
     else:
         why["worker_cpu_mean_pct"] = "no VLLM::Worker process (GPU builds run the model inside EngineCore)"
+    # A process cannot use more cores than the host has: past that the reading is suspect (a counter
+    # reset, a sample window that does not match), set aside with the reason the rule will quote.
+    for name in (*PROCESS_FIELDS[1:], "api_server_cpu_metrics_pct"):
+        value = values.get(name)
+        if isinstance(value, float):
+            checked = plausible.process_cpu_pct(value, inputs.host_cores, name)
+            if not checked.ok:
+                values[name], why[name] = None, checked.suspect or "suspect"
     return build(Cpu, values, why, default="no readable CPU sample for this process")
