@@ -5,9 +5,9 @@
 Runs `rerank-doctor check --from CASE --json` on each case (the shared H200 captures are unpacked to a
 temporary folder first) and prints, per case, the expected label (from evidence that rerank-doctor did
 not produce), the verdict, and any warning on a healthy case; then the confusion matrix, the accuracy
-and the false warnings. The reference, measured in the same run on the same reports: the policy before
-the causal verdict — the label of the worst finding, with the past-capacity symptom labelled `gpu`
-whenever a GPU reading exists (the way it used to be). Target: every case right, 0 warnings on healthy.
+and the false warnings. `--baseline REV` adds the reference, measured in the same run on the same cases:
+the `diagnose` package of git revision REV (e.g. the commit before a change to rules or derivation),
+run the same way in a subprocess. Target: every case right, 0 warnings on healthy cases.
 
 `--readme` prints the Markdown table for tests/fixtures/README.md instead.
 """
@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import json
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -29,7 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from diagnose.cli import main as cli  # noqa: E402
-from diagnose.rules import RULES  # noqa: E402
 
 LABELS = REPO / "tests" / "fixtures" / "labels.toml"
 SHARED = REPO.parent / "shared" / "captures"
@@ -74,19 +74,28 @@ def check_json(bundle: Path) -> tuple[int, dict]:
     return status, json.loads(out.getvalue()) if out.getvalue().strip() else {}
 
 
-def old_policy(report: dict) -> str:
-    """The verdict before the causal model: the worst finding's label, queueing as `gpu` with a GPU."""
-    rank = {"critical": 0, "warning": 1}
-    order = {rule.id: i for i, rule in enumerate(RULES)}
-    loud = [f for f in report.get("findings", []) if f["severity"] in rank]
-    loud.sort(key=lambda f: (rank[f["severity"]], f["step"], order.get(f["rule_id"], len(order))))
-    worst = loud[0] if loud else None
-    if worst is None:
-        return "healthy"
-    if worst["rule_id"] == "queueing":
-        has_gpu = report.get("evidence", {}).get("gpu_util_mean_pct") is not None
-        return "gpu" if has_gpu else "cpu"
-    return str(worst["label"])
+def baseline_label(package_root: Path, bundle: Path) -> str:
+    """The verdict of another revision's `diagnose` package (unpacked at package_root) on one case."""
+    result = subprocess.run(
+        [sys.executable, "-m", "diagnose", "check", "--from", str(bundle), "--json", "--fail-on", "critical"],
+        capture_output=True,
+        text=True,
+        cwd=package_root,
+        env={"PYTHONPATH": str(package_root), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    try:
+        return str(json.loads(result.stdout)["verdict"]["label"])
+    except (ValueError, KeyError, TypeError):
+        return f"exit {result.returncode}"
+
+
+def unpack_revision(rev: str, into: Path) -> Path:
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "diagnose"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 def main() -> int:
@@ -94,6 +103,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--readme", action="store_true", help="print the README table and exit")
+    parser.add_argument("--baseline", metavar="REV", help="also run git revision REV's diagnose package")
     args = parser.parse_args()
     cases = load_cases()
     if args.readme:
@@ -104,7 +114,8 @@ def main() -> int:
         return 0
 
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryDirectory() as old:
+        old_root = unpack_revision(args.baseline, Path(old)) if args.baseline else None
         for case in cases:
             bundle = resolve(case, Path(scratch))
             if bundle is None:
@@ -117,11 +128,12 @@ def main() -> int:
             ]
             reported = {f["rule_id"] for f in report.get("findings", [])}
             missing = [r for r in case.findings if r not in reported]
-            rows.append((case, got, old_policy(report) if report else got, warnings, missing))
+            base = baseline_label(old_root, bundle) if old_root is not None else "-"
+            rows.append((case, got, base, warnings, missing))
 
     labels = sorted({c.label for c, *_ in rows} | {g for _, g, *_ in rows} | {o for _, _, o, *_ in rows})
     width = max(len(c.name) for c, *_ in rows)
-    print(f"{'case':{width}}  {'expected':12} {'verdict':12} {'old policy':12} notes")
+    print(f"{'case':{width}}  {'expected':12} {'verdict':12} {'baseline':12} notes")
     for case, got, old, warnings, missing in rows:
         notes = []
         if got != case.label:
@@ -141,15 +153,20 @@ def main() -> int:
                 print(f"{expected[:12]:>12} " + " ".join(f"{n:>12}" for n in counts))
         return sum(1 for r in rows if r[0].label == r[pick])
 
-    right = matrix(1, "causal verdict")
-    old_right = matrix(2, "old policy (worst finding's label)")
+    right = matrix(1, "this revision")
+    old_right = matrix(2, f"baseline {args.baseline}") if args.baseline else 0
     false_warnings = sum(len(r[3]) for r in rows if r[0].label == "healthy")
     missing_findings = sum(len(r[4]) for r in rows)
     n = len(rows)
+    versus = (
+        f" (baseline {args.baseline}: {old_right}/{n} = {old_right / n:.0%}, "
+        f"ratio {right / max(old_right, 1):.2f})"
+        if args.baseline
+        else ""
+    )
     print(
-        f"\naccuracy: {right}/{n} = {right / n:.0%} (old policy {old_right}/{n} = {old_right / n:.0%}, "
-        f"ratio {right / max(old_right, 1):.2f}); false warnings on healthy cases: {false_warnings}; "
-        f"expected findings missing: {missing_findings}"
+        f"\naccuracy: {right}/{n} = {right / n:.0%}{versus}; false warnings on healthy cases: "
+        f"{false_warnings}; expected findings missing: {missing_findings}"
     )
     return 0 if right == n and false_warnings == 0 and missing_findings == 0 else 1
 

@@ -29,7 +29,9 @@ class ModelCpuRule(Rule):
     step = 1
     label = "cpu"
     # On a CPU build the model's compute IS the host's cores: a busy host is this cause, seen from afar.
-    explains = ("cpu-host",)
+    # A starved KV cache beside a saturated model is contributing: with the cores full, more KV blocks
+    # cannot raise throughput (the lab, docs/cache-thrash.md: removing the cap gave 0.96x the pairs/s).
+    explains = ("cpu-host", "cache-thrash")
     needs = (Cpu.worker_cpu_mean_pct, Latency.queue_mean_s, Latency.inference_mean_s)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:

@@ -21,6 +21,9 @@ class GpuRule(Rule):
     id = "gpu"
     step = 1
     label = "gpu"
+    # A GPU busy at its line is the limit even when the KV cache is also short: more blocks cannot add
+    # compute (a starved cache shows as a GPU far below its line: one request per step, 41 % on the H200).
+    explains = ("cache-thrash",)
     needs = (Gpu.gpu_util_median_pct,)
 
     def evaluate(self, ev: Evidence, thresholds: Thresholds) -> Finding | None:
