@@ -206,7 +206,12 @@ def test_many_tiny_documents_past_capacity_are_diagnosed_as_cpu(fast_lab: LabSer
     report, evidence = diagnose(fast_lab, load)
     assert evidence.shape.prompt_tokens_per_pair is not None and evidence.shape.prompt_tokens_per_pair < 16
     assert report.verdict.label == "cpu", warnings(report)
-    assert evidence.cpu.api_server_cpu_mean_pct is not None and evidence.cpu.api_server_cpu_mean_pct >= 40
+    # The deciding evidence, with the margin of the runs measured (queue 7.8x and 8.7x the inference
+    # time; the API server's CPU read 39.5-77 %, too spread on a shared 2-core box to assert a line on).
+    latency = evidence.latency
+    assert latency.queue_mean_s is not None and latency.inference_mean_s is not None
+    assert latency.queue_mean_s >= 2 * latency.inference_mean_s
+    assert report.verdict.rule_id in {"cpu-model", "cpu-api-server", "cpu-host"}
     api_bound = (evidence.cpu.api_server_cpu_mean_pct or 0) >= 85
     if api_bound:
         assert "--api-server-count" in flags_suggested(report, "cpu")
