@@ -206,18 +206,19 @@ def test_many_tiny_documents_past_capacity_are_diagnosed_as_cpu(fast_lab: LabSer
     report, evidence = diagnose(fast_lab, load)
     assert evidence.shape.prompt_tokens_per_pair is not None and evidence.shape.prompt_tokens_per_pair < 16
     assert report.verdict.label == "cpu", warnings(report)
-    # The deciding evidence, with the margin of the runs measured (queue 7.8x and 8.7x the inference
-    # time; the API server's CPU read 39.5-77 %, too spread on a shared 2-core box to assert a line on).
-    latency = evidence.latency
-    assert latency.queue_mean_s is not None and latency.inference_mean_s is not None
-    assert latency.queue_mean_s >= 2 * latency.inference_mean_s
-    assert report.verdict.rule_id in {"cpu-model", "cpu-api-server", "cpu-host"}
-    api_bound = (evidence.cpu.api_server_cpu_mean_pct or 0) >= 85
-    if api_bound:
-        assert "--api-server-count" in flags_suggested(report, "cpu")
+    # The deciding evidence of whichever CPU cause binds, with the margins measured over four runs: the
+    # model's queue 7.8x, 8.7x and 15x its inference time; the host 100 % busy in every run (line 85 %);
+    # the API server 39.5-77 % of a core, never its line (on 2 shared cores the three processes compete,
+    # and on a host saturated by other work requests wait before the queue: queue 0.7x inference).
+    latency, cpu = evidence.latency, evidence.cpu
+    if report.verdict.rule_id == "cpu-model":
+        assert latency.queue_mean_s is not None and latency.inference_mean_s is not None
+        assert latency.queue_mean_s >= 2 * latency.inference_mean_s
+    elif report.verdict.rule_id == "cpu-host":
+        assert cpu.host_cpu_mean_pct is not None and cpu.host_cpu_mean_pct >= 85
     else:
-        assert evidence.cpu.host_cpu_mean_pct is not None and evidence.cpu.host_cpu_mean_pct >= 85
-        assert finding(report, "cpu-host").severity >= Severity.WARNING
+        assert report.verdict.rule_id == "cpu-api-server", warnings(report)
+        assert "--api-server-count" in flags_suggested(report, "cpu")
 
 
 def test_past_capacity_queueing_is_diagnosed_with_more_engines_suggested(fast_lab: LabServer) -> None:
