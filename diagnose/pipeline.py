@@ -35,4 +35,9 @@ def diagnose(bundle: Bundle, thresholds: Thresholds | None = None, source: str =
 
 def metrics_issue(bundle: Bundle) -> CollectorIssue | None:
     """Why a bundle has no /metrics dump: the first issue the vLLM scrape (or the server probe) recorded."""
-    return next((i for i in bundle.issues if i.collector in _METRICS_COLLECTORS), None)
+    # The scrape's own reason first: a /version or /v1/models that failed must not hide why /metrics did.
+    for collector in _METRICS_COLLECTORS:
+        issue = next((i for i in bundle.issues if i.collector == collector), None)
+        if issue is not None:
+            return issue
+    return None

@@ -78,6 +78,9 @@ class FakeGpu:
 
 
 class FakeHost:
+    def cores(self) -> int:
+        return 16
+
     def find_vllm(
         self, port: int | None, pid: int | None
     ) -> tuple[list[int], str | None, CollectorIssue | None]:
