@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import time
 
+from diagnose import __version__
 from diagnose.derive.series import WindowSeries, window_series
 from diagnose.fleet.summary import FleetReport, ReplicaResult
-from diagnose.render.html import _SEVERITY_COLOUR, _badge, _t, chart_specs, charts_section, page
+from diagnose.render.html import (
+    _SEVERITY_COLOUR,
+    UPLOT_VERSION,
+    _badge,
+    _t,
+    chart_specs,
+    charts_section,
+    page,
+)
 from diagnose.render.text import format_number
 from diagnose.report import Severity
 from diagnose.thresholds import Thresholds
@@ -37,8 +46,8 @@ def render_fleet_html(report: FleetReport, series: list[WindowSeries]) -> str:
             _replica_table(report, len(charted)),
             _summary(report),
             *(_replica_section(i, r, s) for i, (r, s) in enumerate(zip(charted, series, strict=True))),
-            f"<footer>rerank-doctor fleet report · {report.queries} queries, "
-            f"{report.bytes_read / 1e6:.1f} MB read · charts by uPlot (MIT) · "
+            f"<footer>rerank-doctor {_t(__version__)} fleet report · {report.queries} queries, "
+            f"{report.bytes_read / 1e6:.1f} MB read · charts by uPlot {UPLOT_VERSION} (MIT) · "
             "this file opens offline</footer>",
         ]
     )
