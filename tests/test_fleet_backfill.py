@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import threading
 import time
@@ -228,3 +229,19 @@ def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_proc
     serial, forked = labels(1), labels(2)
     assert len(serial) == len(fleet.paths)
     assert forked == serial
+
+
+def test_check_html_writes_every_replica_worst_first_and_no_header_value(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    secret = "fleet-html-bearer-0451"
+    page = tmp_path / "fleet.html"
+    argv = fleet.args("--json", "--header", f"Authorization: Bearer {secret}")
+    status, doc = _json(capsys, [*argv, "--html", str(page)])
+    assert status == 1 and doc["verdict"]["severity"] == "critical"  # the page does not change the verdict
+    html = page.read_text()
+    assert secret not in html and "Bearer" not in html
+    # The page's replica sections are the JSON's replicas, in its worst-first order.
+    sections = re.findall(r'data-replica="([^"]+)"', html)
+    assert sections == [r["replica"] for r in doc["replicas"]][: len(sections)] and len(sections) >= 13
+    assert "Fleet: " in html and html.index("Fleet: ") < html.index('id="replica-0"')

@@ -45,17 +45,32 @@ def run(args: argparse.Namespace) -> int:
 
 def write_html(path: Path, report: Report, bundle: Bundle, thresholds: Thresholds | None) -> None:
     """Renders and writes the page, then says where in one line; a DoctorError when it cannot be written."""
-    import os
     import sys
-    import tempfile
 
     from diagnose.derive.series import window_series
-    from diagnose.errors import DoctorError
-    from diagnose.exit_status import ExitStatus
     from diagnose.render.html import chart_keys, render_html
 
     series = window_series(bundle, thresholds)
     page = render_html(report, series, bundle)
+    target = write_page(path, page)
+    drawn = len(chart_keys(series))
+    absent = len(series.charts) - drawn
+    size_kb = len(page.encode()) / 1024
+    print(
+        f"HTML report written to {target} ({size_kb:.0f} KB, {drawn} charts"
+        + (f"; {absent} not drawn, the page says why)" if absent else ")"),
+        file=sys.stderr,
+    )
+
+
+def write_page(path: Path, page: str) -> Path:
+    """Writes `page` to `path` whole or not at all; a DoctorError (USAGE) when it cannot be written."""
+    import os
+    import tempfile
+
+    from diagnose.errors import DoctorError
+    from diagnose.exit_status import ExitStatus
+
     target = Path(path)
     if target.is_dir():
         raise DoctorError(
@@ -88,11 +103,4 @@ def write_html(path: Path, report: Report, bundle: Bundle, thresholds: Threshold
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    drawn = len(chart_keys(series))
-    absent = len(series.charts) - drawn
-    size_kb = len(page.encode()) / 1024
-    print(
-        f"HTML report written to {target} ({size_kb:.0f} KB, {drawn} charts"
-        + (f"; {absent} not drawn, the page says why)" if absent else ")"),
-        file=sys.stderr,
-    )
+    return target

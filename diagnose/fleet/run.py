@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
@@ -117,7 +118,26 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
         thresholds=thresholds,
     )
     show_fleet(report, as_json=args.json)
+    if getattr(args, "html", None) is not None:
+        write_fleet_html(args.html, report, thresholds)
     return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
+
+
+def write_fleet_html(path: Path, report: FleetReport, thresholds: Thresholds | None) -> None:
+    """The fleet report as one HTML file (diagnose/render/fleet_html.py), then where, in one line."""
+    import sys
+
+    from diagnose.commands.report import write_page
+    from diagnose.render.fleet_html import fleet_series, render_fleet_html
+
+    series = fleet_series(report, thresholds)
+    page = render_fleet_html(report, series)
+    target = write_page(path, page)
+    print(
+        f"HTML fleet report written to {target} ({len(page.encode()) / 1024:.0f} KB, "
+        f"{len(series)} of {len(report.replicas)} replicas charted)",
+        file=sys.stderr,
+    )
 
 
 def run_watch(

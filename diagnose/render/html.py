@@ -55,13 +55,19 @@ def render_html(report: Report, series: WindowSeries, bundle: Bundle | None = No
             _findings(report.findings, report.verdict.rule_id),
             _suggestions(report.findings),
             _not_judged(report),
-            _charts(series),
+            charts_section(series),
             _facts(report, series, bundle),
             f"<footer>rerank-doctor {html.escape(__version__)} · charts by uPlot {UPLOT_VERSION} (MIT) · "
             "this file opens offline</footer>",
         ]
     )
     title = f"rerank-doctor: {report.verdict.label} ({report.verdict.severity.label})"
+    return page(title, body, chart_specs(series))
+
+
+def page(title: str, body: str, charts: list[dict[str, Any]]) -> str:
+    """The page around `body`: styles, the chart data (from `chart_specs`) and the script that draws it.
+    Shared with the fleet report (diagnose/render/fleet_html.py)."""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -72,7 +78,7 @@ def render_html(report: Report, series: WindowSeries, bundle: Bundle | None = No
         f"<title>{_t(title)}</title>"
         f"<style>{_vendor('uPlot.min.css')}\n{_CSS}</style></head>\n"
         f"<body>\n<main>\n{body}\n</main>\n"
-        f'<script type="application/json" id="chart-data">{_chart_json(series)}</script>\n'
+        f'<script type="application/json" id="chart-data">{_chart_json(charts)}</script>\n'
         f"<script>{_vendor('uPlot.iife.min.js')}</script>\n"
         f"<script>{_JS}</script>\n"
         "</body></html>\n"
@@ -185,7 +191,9 @@ def _not_judged(report: Report) -> str:
     return "".join(parts)
 
 
-def _charts(series: WindowSeries) -> str:
+def charts_section(series: WindowSeries, prefix: str = "", heading: str = "The window") -> str:
+    """The charts' boxes and what was not drawn; `prefix` keeps element ids apart when a page holds several
+    windows (the fleet report: one per replica)."""
     drawn, absent = [], []
     for c in series.charts:
         if c.absent is not None:
@@ -197,7 +205,7 @@ def _charts(series: WindowSeries) -> str:
         sources = "".join(f"<li>{_t(s.label)}: {_t(s.source)}</li>" for s in _drawn(c.series))
         drawn.append(
             f'<figure class="chart-box"><figcaption>{_t(c.title)} <span class=muted>({_t(c.unit)})</span>'
-            f'</figcaption><div class="chart" id="chart-{_t(c.key)}" role="img" '
+            f'</figcaption><div class="chart" id="chart-{_t(prefix + c.key)}" role="img" '
             f'aria-label="{_t(_summary(c))}"></div>{extra}'
             f'<details class="sources"><summary>where the numbers come from</summary><ul>{sources}</ul>'
             "</details></figure>"
@@ -210,7 +218,7 @@ def _charts(series: WindowSeries) -> str:
         f'<div class="absent"><b>Not drawn, and why</b><ul>{"".join(absent)}</ul></div>' if absent else ""
     )
     return (
-        f"<section><h2>The window</h2><p class=muted>Dashed lines are the thresholds the rules judge by "
+        f"<section><h2>{_t(heading)}</h2><p class=muted>Dashed lines are the thresholds the rules judge by "
         f"(diagnose/thresholds.py, or your --thresholds file).{start}</p>"
         f'<div class="charts">{"".join(drawn)}</div>{absent_html}</section>'
     )
@@ -249,7 +257,8 @@ def _facts(report: Report, series: WindowSeries, bundle: Bundle | None) -> str:
     return f'<section><h2>The collection</h2><table class="facts">{table}</table></section>'
 
 
-def _chart_json(series: WindowSeries) -> str:
+def chart_specs(series: WindowSeries, prefix: str = "") -> list[dict[str, Any]]:
+    """What the page's script draws for `series`, keyed as `charts_section(series, prefix)` names them."""
     charts: list[dict[str, Any]] = []
     times = [t for c in series.charts for s in c.series for t in s.t_s]
     x_min = min(0.0, *times) if times else 0.0
@@ -260,7 +269,7 @@ def _chart_json(series: WindowSeries) -> str:
             continue
         charts.append(
             {
-                "key": c.key,
+                "key": prefix + c.key,
                 "unit": c.unit,
                 "x_min": round(x_min, 3),
                 "x_max": round(x_max, 3),
@@ -279,6 +288,10 @@ def _chart_json(series: WindowSeries) -> str:
                 ],
             }
         )
+    return charts
+
+
+def _chart_json(charts: list[dict[str, Any]]) -> str:
     text = json.dumps({"charts": charts}, separators=(",", ":"), allow_nan=False)
     # Inside <script>, "</script>" or "<!--" in a label would end the block: no "<" may appear as is.
     return text.replace("<", "\\u003c")
