@@ -31,6 +31,7 @@ COPY = {  # name on the GPU machine -> name in the fixture
     "server-cmd.txt": "server-cmd.txt",
     "collect.out": "collect-output.txt",
 }
+OUTSIDE = ("top.log", "ps.log", "ss.log")  # logged beside the window since issue 10, when present
 
 
 def env_facts(results: Path) -> dict[str, str]:
@@ -105,6 +106,9 @@ def window_readme(name: str, folder: Path, run: dict, facts: dict[str, str], ser
         "~1 s after the collect window; local-time stamps, zone in `meta.json` (`utc_offset`).",
         "- `stress-<i>.json`: the report of each client process (`rerank-doctor stress --json`); only "
         "client 0 scraped /metrics before and after.",
+        "- `top.log`, `ps.log`, `ss.log` (where present): `top -b` every 1 s, `ps` every 5 s and ss's "
+        "TIME-WAIT count on the port every 1 s, logged by the driver beside the window (see `load.txt`; "
+        "on the 2026-12-02 machine `ss` was not installed, so ss.log holds only its error).",
         "- `collect-output.txt`: what collect printed. `server.log`: the vLLM server's log"
         + (
             " (the same server also made the open-loop window)."
@@ -171,6 +175,8 @@ def main(results: str, dest: str, runs_json: str) -> int:
         shutil.copytree(src / "bundle", dst / "bundle")
         for a, b in COPY.items():
             shutil.copy2(src / a, dst / b)
+        for f in [src / n for n in OUTSIDE if (src / n).is_file()]:
+            shutil.copy2(f, dst / f.name)
         for f in sorted(src.glob("stress-*.json")):
             shutil.copy2(f, dst / f.name)
         server = name.rsplit("-", 1)[0]  # 4b-8api-open -> 4b-8api

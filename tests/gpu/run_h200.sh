@@ -10,6 +10,12 @@
 #   serve:SHAPE:NAPI                        (re)start vLLM, e.g. serve:4b:8 (8 API servers); skipped unless
 #                                           SERVE_NEED s (220) are left: a start and one window
 #   closed:TAG | open:TAG                   one measured window on the running server (see window())
+#   closed:TAG:DxW:CHURN:RATE               the same with this window's own request shape (D documents x W
+#                                           words), CHURN=churn for --new-connection-per-request, and (open)
+#                                           RATE total calls/s instead of 1.5x the last closed window; any
+#                                           field may be empty, e.g. open:0.6b-8api-churn::churn:400
+# Beside every window, evidence not from rerank-doctor: nvidia-smi -l 1, top -b (1 s), ps (5 s) and
+# ss's TIME-WAIT count on the port (1 s), see outside_logs().
 #   bypass:SHAPE                            `rerank-doctor bypass` on 640 of the stress pairs, transformers on
 #                                           cuda; with --url (same pairs through the server) when one is up
 #   stop                                    stop the server
@@ -148,13 +154,31 @@ EOF
 
 CAP_CALLS=""   # calls/s the last closed window sustained (all client processes together)
 
-window() { # mode tag
-  local mode=$1 tag=$2 d i sp=() nv cp dur
-  d="$W/gpu-h200-$tag-$mode"; mkdir -p "$d"
+outside_logs() { # dir seconds: top, ps and ss logged beside the window (evidence not from rerank-doctor)
+  local d=$1 n=$2 i
+  for i in $(seq 1 "$n"); do
+    echo "### t_unix=$(date +%s.%N)" >> "$d/top.log"
+    top -b -n 1 -w 200 2>&1 | head -25 >> "$d/top.log"
+    { echo "### t_unix=$(date +%s.%N)"; ss -Htan state time-wait "( sport = :$PORT )" | wc -l; ss -s | head -3; } >> "$d/ss.log" 2>&1
+    if [ $((i % 5)) = 1 ]; then
+      { echo "### t_unix=$(date +%s.%N)"; ps -eo pid,ppid,pcpu,rss,etimes,stat,comm,args --sort=-pcpu | head -25; } >> "$d/ps.log" 2>&1
+    fi
+    sleep 1
+  done
+}
+
+window() { # mode tag [DxW] [churn] [rate]
+  local mode=$1 tag=$2 shape=${3:-} churn=${4:-} fixed_rate=${5:-} d i sp=() nv cp dur ol
+  local DOCS=$DOCS WORDS=$WORDS conn=""
+  [ -n "$shape" ] && { DOCS=${shape%x*}; WORDS=${shape#*x}; }
+  [ "$churn" = churn ] && conn="--new-connection-per-request"
+  d="$W/gpu-h200-$tag"; [ -n "$shape$churn$fixed_rate" ] || d="$d-$mode"; mkdir -p "$d"
   dur=$((LEAD + WIN + 3))
   local load
   if [ "$mode" = closed ]; then
     load="--concurrency $CONC"
+  elif [ -n "$fixed_rate" ]; then
+    load="--rate $($PY -c "print(round($fixed_rate/$K, 3))") --arrival poisson"
   else
     # Open loop at 1.5x what the closed window sustained: the queue must grow through the window.
     local rate
@@ -162,9 +186,10 @@ window() { # mode tag
     load="--rate $rate --arrival poisson"
   fi
   echo "$SERVER_CMD" > "$d/server-cmd.txt"
-  { echo "mode: $mode"; echo "clients: $K processes, each: rerank-doctor stress --url $URL $load --docs $DOCS --words $WORDS --duration ${dur}s --timeout 120s --distinct-bodies 256 --seed <i> --json --quiet"
+  { echo "mode: $mode"; echo "clients: $K processes, each: rerank-doctor stress --url $URL $load $conn --docs $DOCS --words $WORDS --duration ${dur}s --timeout 120s --distinct-bodies 256 --seed <i> --json --quiet"
     echo "collect: rerank-doctor collect --url $URL --duration ${WIN}s --out bundle --quiet (opened ${LEAD}s after the load started)"
     echo "reference: nvidia-smi --query-gpu=timestamp,index,name,utilization.gpu,utilization.memory,memory.used,memory.total,power.draw,power.limit,clocks.sm,clocks.mem,temperature.gpu,pstate,clocks_event_reasons.active --format=csv -l 1"
+    echo "outside: every 1 s 'top -b -n 1 -w 200 | head -25' (top.log) and 'ss -Htan state time-wait \"( sport = :$PORT )\" | wc -l; ss -s | head -3' (ss.log), every 5 s 'ps -eo pid,ppid,pcpu,rss,etimes,stat,comm,args --sort=-pcpu | head -25' (ps.log), from the load's start to the window's end"
   } > "$d/load.txt"
   if [ "$LOCALTEST" != 1 ]; then
     nvidia-smi --query-gpu=timestamp,index,name,utilization.gpu,utilization.memory,memory.used,memory.total,power.draw,power.limit,clocks.sm,clocks.mem,temperature.gpu,pstate,clocks_event_reasons.active \
@@ -172,10 +197,11 @@ window() { # mode tag
   fi
   for i in $(seq 0 $((K - 1))); do
     local extra=""; [ "$i" -gt 0 ] && extra="--no-metrics"   # one client's before/after scrape is enough
-    timeout -s INT $((dur + 60)) $RD stress --url "$URL" $load --docs "$DOCS" --words "$WORDS" --duration "${dur}s" \
+    timeout -s INT $((dur + 60)) $RD stress --url "$URL" $load $conn --docs "$DOCS" --words "$WORDS" --duration "${dur}s" \
       --timeout 120s --distinct-bodies 256 --seed "$i" --json --quiet $extra > "$d/stress-$i.json" 2> "$d/stress-$i.err" &
     sp+=($!)
   done
+  outside_logs "$d" $((LEAD + WIN + 2)) & ol=$!
   sleep "$LEAD"
   timeout -s INT $((WIN + 40)) $RD collect --url "$URL" --duration "${WIN}s" --out "$d/bundle" --quiet > "$d/collect.out" 2>&1
   echo "collect exit: $?" >> "$d/collect.out"
@@ -185,6 +211,7 @@ window() { # mode tag
     sleep 1; for p in "${sp[@]}"; do kill -INT "$p" 2>/dev/null; done
   fi
   for p in "${sp[@]}"; do wait "$p"; done
+  wait "$ol" 2>/dev/null
   [ -n "${nv:-}" ] && { sleep 1; kill "$nv" 2>/dev/null; wait "$nv" 2>/dev/null; }
   if [ "$mode" = closed ]; then CAP_CALLS=$(sum_json calls_per_s "$d"/stress-*.json); fi
   log "window $tag-$mode: pairs/s=$(sum_json pairs_per_s "$d"/stress-*.json) calls/s=$(sum_json calls_per_s "$d"/stress-*.json) $(tail -1 "$d/collect.out")"
@@ -197,7 +224,7 @@ need() { # seconds a step needs; false (and a log line) when the time box has le
   if [ "$(left)" -lt "$1" ]; then log "SKIP $2: needs ~$1 s, $(left) s left"; return 1; fi
 }
 for step in $STEPS; do
-  IFS=: read -r what a b <<< "$step"
+  IFS=: read -r what a b c e <<< "$step"
   case $what in
     gen4b) need 150 "$step" && { gen 4b; log "gen 4b done"; } ;;
     gen06b) need 60 "$step" && { gen 0.6b; log "gen 0.6b done"; } ;;
@@ -206,7 +233,7 @@ for step in $STEPS; do
              timeout -s INT 60 $RD stress --url "$URL" --concurrency 8 --docs "$DOCS" --words "$WORDS" --duration 6s --json --quiet \
                --no-metrics --distinct-bodies 64 --seed 99 > "$W/warmup-$SERVER_TAG.json" 2>&1
              log "warm-up done: $(sum_json pairs_per_s "$W/warmup-$SERVER_TAG.json") pairs/s"; } ;;
-    closed|open) [ -n "$SPGID" ] && need $((LEAD + WIN + 25)) "$step" && window "$what" "$a" ;;
+    closed|open) [ -n "$SPGID" ] && need $((LEAD + WIN + 25)) "$step" && window "$what" "$a" "$b" "$c" "$e" ;;
     stop) stop_server ;;
     hf) need 60 "$step" && [ "$LOCALTEST" != 1 ] && {
           mkdir -p "$W/gpu-h200-$a-bypass"
