@@ -131,7 +131,8 @@ def main() -> int:
             base = baseline_label(old_root, bundle) if old_root is not None else "-"
             rows.append((case, got, base, warnings, missing))
 
-    labels = sorted({c.label for c, *_ in rows} | {g for _, g, *_ in rows} | {o for _, _, o, *_ in rows})
+    seen = {c.label for c, *_ in rows} | {g for _, g, *_ in rows}
+    labels = sorted(seen | ({o for _, _, o, *_ in rows} if args.baseline else set()))
     width = max(len(c.name) for c, *_ in rows)
     print(f"{'case':{width}}  {'expected':12} {'verdict':12} {'baseline':12} notes")
     for case, got, old, warnings, missing in rows:
