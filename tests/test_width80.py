@@ -103,7 +103,7 @@ def test_a_gpu_report_keeps_its_flags_and_numbers_whole_at_80_columns() -> None:
 
 
 def test_every_recorded_bundle_renders_at_80_columns_without_cutting() -> None:
-    bundles = sorted(p.parent for p in FIXTURES.glob("*/bundle/metrics.prom"))
+    bundles = sorted(p.parent for p in FIXTURES.glob("**/bundle/metrics.prom"))
     assert bundles
     for folder in bundles:
         text = at_80(report_renderable(diagnose(read_bundle(folder))))

@@ -99,9 +99,10 @@ def suggestions_table(finding: Finding) -> Table:
     flags = [s.flag for s in finding.suggestions if " " not in s.flag]
     table.add_column("knob", min_width=max((len(f) for f in flags), default=4))
     table.add_column("change", no_wrap=True)
-    table.add_column("now")
-    table.add_column("try")
-    table.add_column("why", ratio=1)
+    # A long word in "now"/"try" (`aiohttp.ClientSession,`) folds onto the next line, never "…".
+    table.add_column("now", overflow="fold")
+    table.add_column("try", overflow="fold")
+    table.add_column("why", ratio=1, overflow="fold")
     for s in finding.suggestions:
         table.add_row(
             Text(s.flag, style="bold"),
