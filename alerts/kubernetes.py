@@ -28,6 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from diagnose.generated import write_or_check  # noqa: E402
 from diagnose.metrics import promql  # noqa: E402
 from diagnose.thresholds import DEFAULTS  # noqa: E402
 
@@ -230,20 +231,7 @@ def files() -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    stale = []
-    OUT.mkdir(exist_ok=True)
-    for name, text in files().items():
-        path = OUT / name
-        if "--check" in argv:
-            if not path.is_file() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
-    if stale:
-        print(f"{', '.join(stale)} out of date: run python alerts/kubernetes.py", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(files(), OUT, "alerts/kubernetes.py", argv)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from diagnose.generated import write_or_check  # noqa: E402
+
 OUT = HERE / "kubernetes"
 NAMESPACE = "rerank"  # where the ConfigMaps live (the Grafana sidecar watches every namespace by default)
 SEL = 'namespace=~"$namespace", pod=~"$pod"'
@@ -188,20 +190,7 @@ def files() -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    stale = []
-    OUT.mkdir(exist_ok=True)
-    for name, text in files().items():
-        path = OUT / name
-        if "--check" in argv:
-            if not path.is_file() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
-    if stale:
-        print(f"{', '.join(stale)} out of date: run python dashboards/kubernetes.py", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(files(), OUT, "dashboards/kubernetes.py", argv)
 
 
 if __name__ == "__main__":
