@@ -7,8 +7,10 @@ cannot read has `power_w=None`, not a power of zero watts.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +19,32 @@ class MetricsDump:
 
     t_unix: float  # seconds since the epoch, taken when the response arrived
     text: str
+
+
+class TimeOrderedDumps(Sequence[MetricsDump]):
+    """Dumps already in capture-time order, held outside memory (a bundle's metrics file, read one dump at
+    a time: diagnose/bundle/stream.py). A list of dumps is the other kind of `Bundle.dumps`."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @overload
+    def __getitem__(self, index: int) -> MetricsDump: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[MetricsDump]: ...
+    @abstractmethod
+    def __getitem__(self, index: int | slice) -> MetricsDump | Sequence[MetricsDump]: ...
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[MetricsDump]: ...
+
+
+def time_ordered(dumps: Sequence[MetricsDump]) -> Sequence[MetricsDump]:
+    """The dumps by capture time: a TimeOrderedDumps as it is (sorted once, when it was indexed), a list
+    sorted (references only, no text is copied)."""
+    if isinstance(dumps, TimeOrderedDumps):
+        return dumps
+    return sorted(dumps, key=lambda d: d.t_unix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +156,9 @@ class ServerInfo:
 class Bundle:
     """Everything collected over one window; what `collect` writes and `check --from` reads."""
 
-    dumps: list[MetricsDump] = field(default_factory=list)
+    # In any order as a list (the sampler's, fleet mode's); a bundle file's as TimeOrderedDumps, so memory
+    # stays flat however many it holds. Read them through `time_ordered`.
+    dumps: Sequence[MetricsDump] = field(default_factory=list)
     gpu: list[GpuSample] = field(default_factory=list)
     gpu_processes: list[GpuProcessMemory] = field(default_factory=list)
     processes: list[ProcessSample] = field(default_factory=list)

@@ -70,7 +70,7 @@ def test_round_trip_keeps_every_reading(tmp_path: Path) -> None:
         stress={"schema_version": 1, "client": {"p95_s": 0.7}},
     )
     read = read_bundle(write_bundle(bundle, tmp_path / "b"))
-    assert read.dumps == bundle.dumps
+    assert list(read.dumps) == bundle.dumps
     assert read.gpu == bundle.gpu
     assert read.gpu_processes == bundle.gpu_processes
     assert read.processes == bundle.processes

@@ -1,59 +1,88 @@
-"""The streaming reader over a recorded bundle gives what the window math reads from read_bundle."""
+"""A bundle's metrics file is read one dump at a time and gives what the whole-file reading gave.
+
+`read_bundle` indexes the dumps (diagnose/bundle/stream.py FileDumps) instead of holding their text, and the
+evidence folds them in one pass (diagnose/derive/dump_fold.py): the numbers must be the same as from the
+same dumps held in a list, in any file order.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from diagnose.bundle import read_bundle
-from diagnose.bundle.stream import fold_window, stream_dumps
-from diagnose.metrics import names
-from diagnose.metrics.exposition import parse_dump
+import pytest
+
+from diagnose.bundle import read_bundle, split_dumps
+from diagnose.bundle.stream import FileDumps
+from diagnose.bundle.values import MAX_DUMP_BYTES
+from diagnose.derive.evidence import build_evidence
+from diagnose.derive.series import window_series
+from diagnose.errors import DoctorError
+from diagnose.readings import Bundle
 
 BUNDLE = Path(__file__).parent / "fixtures" / "gpu-h200-0.6b-1api-closed" / "bundle"
 
 
-def _gauges(parsed):  # the readings evidence._gauges takes per dump
-    return {c: names.value(parsed, c) for c in ("kv_usage", "waiting", "running")}
+def _as_list(bundle: Bundle) -> Bundle:
+    """The same bundle with its dumps held in memory, as the sampler and fleet mode hold them."""
+    held = Bundle(**{name: getattr(bundle, name) for name in Bundle.__dataclass_fields__})
+    held.dumps = list(bundle.dumps)
+    return held
 
 
-def test_fold_keeps_first_last_and_gauge_max_mean_of_the_whole_bundle() -> None:
-    dumps = sorted(read_bundle(BUNDLE).dumps, key=lambda d: d.t_unix)
-    parsed = [parse_dump(d) for d in dumps]
-    fold = fold_window(stream_dumps(BUNDLE / "metrics.prom"), _gauges)
-    assert fold.dumps == len(dumps) == 7 and fold.distinct_times == 2
-    assert fold.first is not None and fold.last is not None
-    assert fold.first.samples == parsed[0].samples and fold.last.samples == parsed[-1].samples
-    waiting = [v for p in parsed if (v := names.value(p, "waiting")) is not None]
-    assert fold.gauges["waiting"].max == max(waiting)
-    assert fold.gauges["waiting"].mean == sum(waiting) / len(waiting)
+def test_a_read_bundle_indexes_its_dumps_and_reads_them_in_time_order() -> None:
+    bundle = read_bundle(BUNDLE)
+    assert isinstance(bundle.dumps, FileDumps) and len(bundle.dumps) == 7
+    whole = split_dumps((BUNDLE / "metrics.prom").read_text())
+    assert list(bundle.dumps) == sorted(whole, key=lambda d: d.t_unix)
+    assert bundle.dumps[-1] == max(whole, key=lambda d: d.t_unix) and bundle.dumps[:1] == [bundle.dumps[0]]
 
 
-def test_fold_skips_what_is_not_an_exposition_and_counts_unreadable_lines(tmp_path: Path) -> None:
+def test_the_evidence_and_the_series_from_the_file_equal_those_from_a_list() -> None:
+    bundle = read_bundle(BUNDLE)
+    held = _as_list(bundle)
+    assert build_evidence(bundle) == build_evidence(held)
+    assert window_series(bundle) == window_series(held)
+
+
+def test_dumps_out_of_file_order_are_folded_by_capture_time(tmp_path: Path) -> None:
+    dumps = split_dumps((BUNDLE / "metrics.prom").read_text())
+    shuffled = dumps[3:] + dumps[:3]
+    (tmp_path / "metrics.prom").write_text(
+        "".join(f"### capture t_unix={d.t_unix}\n{d.text}" for d in shuffled)
+    )
+    bundle = read_bundle(tmp_path)
+    assert [d.t_unix for d in bundle.dumps] == sorted(d.t_unix for d in dumps)
+    assert build_evidence(bundle) == build_evidence(Bundle(dumps=dumps))
+
+
+def test_what_is_not_an_exposition_is_skipped_and_unreadable_lines_are_counted(tmp_path: Path) -> None:
     text = (BUNDLE / "metrics.prom").read_text()
     first = text.split("### capture", 2)[1]
-    path = tmp_path / "metrics.prom"
-    path.write_text(
+    (tmp_path / "metrics.prom").write_text(
         "### capture" + first + '### capture t_unix=2000000000\n{"error": 1}\n'
         "### capture t_unix=nan\nup 1\n" + "### capture" + first.replace("\n", "\nbroken line\n", 1)
     )
-    fold = fold_window(stream_dumps(path))
-    assert fold.dumps == 2 and fold.skipped == 1
-    assert fold.unreadable_lines == 1 and "broken line" in (fold.first_unreadable or "")
-    assert fold.distinct_times == 1  # the two good dumps are the same capture: no window
+    bundle = read_bundle(tmp_path)
+    assert len(bundle.dumps) == 2
+    said = " ".join(i.reason for i in bundle.issues)
+    assert "2 of 3 dumps are used" in said  # the nan marker is not a dump at all
+    assert "1 unreadable line dropped in 1 of 2 dumps" in said and "broken line" in said
+    assert "all 2 dumps carry the same capture time" in said  # the two good dumps are one capture
 
 
-def test_a_dump_far_past_any_vllm_metrics_is_skipped_not_parsed(tmp_path: Path) -> None:
-    import pytest
-
-    from diagnose.bundle.values import MAX_DUMP_BYTES
-    from diagnose.errors import DoctorError
-
+def test_a_dump_far_past_any_vllm_metrics_is_skipped_unparsed_and_refused(tmp_path: Path) -> None:
     line = "vllm:num_requests_running 0\n"
     with (tmp_path / "metrics.prom").open("w") as handle:
         handle.write("### capture t_unix=1800000000\n")
         handle.write(line * (MAX_DUMP_BYTES // len(line) + 1))
-    fold = fold_window(stream_dumps(tmp_path / "metrics.prom"))
-    assert fold.dumps == 0
     with pytest.raises(DoctorError) as refused:
         read_bundle(tmp_path)
     assert "far past any vLLM /metrics" in refused.value.one_line()
+
+
+def test_a_file_that_is_not_utf8_is_read_with_the_bytes_replaced_and_said(tmp_path: Path) -> None:
+    text = (BUNDLE / "metrics.prom").read_bytes()
+    (tmp_path / "metrics.prom").write_bytes(text.replace(b"# HELP", b"# H\xffLP", 1))
+    bundle = read_bundle(tmp_path)
+    assert len(bundle.dumps) == 7
+    assert any("is not UTF-8" in i.reason for i in bundle.issues)

@@ -315,14 +315,23 @@ def test_a_bundle_of_damaged_dumps_reads_or_states_a_problem(content: str) -> No
 def test_the_streaming_reader_yields_the_same_dumps_as_the_splitter(
     parts: list[tuple[str, str]], lead: str
 ) -> None:
-    from diagnose.bundle.stream import stream_dumps
+    from diagnose.bundle.stream import FileDumps, scan_file
+    from diagnose.bundle.values import Problems
+    from diagnose.readings import MetricsDump
 
     text = lead + "".join(f"### capture t_unix={t}\n{body}\n" for t, body in parts)
+    split = split_dumps(text, 100.0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "metrics.prom"
         path.write_bytes(text.encode())
-        streamed = list(stream_dumps(path, 100.0))
-    assert streamed == split_dumps(text, 100.0)
+        scan, _ = scan_file(path, 100.0, Problems(path.name), None)
+        spans = []
+        for span, body in scan:
+            assert body is not None
+            spans.append(span)
+            assert MetricsDump(span.t_unix, body) == split[len(spans) - 1]
+        assert list(FileDumps(path, spans)) == sorted(split, key=lambda d: d.t_unix)
+    assert len(spans) == len(split)
 
 
 # The pasted text files (flags.txt in any form, `ss -s`, /proc/net/sockstat, `ss -tan`): whatever is

@@ -6,7 +6,6 @@ missing and why) rather than an error, except a folder with nothing usable in it
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from diagnose.bundle.launch import flags_from_argv, read_launch
 from diagnose.bundle.nvidia_smi import parse_nvidia_smi_csv
 from diagnose.bundle.sockstat import parse_host_tcp
 from diagnose.bundle.ss_tan import census_on_port, listening_ports, looks_like_ss_tan, parse_ss_tan
+from diagnose.bundle.stream import DumpSpan, FileDumps, scan_file
 from diagnose.bundle.values import (
     COUNT_MAX,
     CPU_PCT_MAX,
@@ -50,38 +50,6 @@ from diagnose.readings import (
     SocketCensus,
 )
 from diagnose.redact import redact_command_line, redact_url
-
-_MARKER = re.compile(r"^### capture t_unix=(\S*)[^\n]*\n?", re.MULTILINE)
-
-
-def split_dumps_checked(text: str, default_t_unix: float = 0.0) -> tuple[list[MetricsDump], Problems]:
-    """Splits a metrics file at `### capture t_unix=<float>` lines; no marker means one dump.
-
-    A dump whose marker time is not a finite number of seconds is left out (a window cannot place it);
-    the returned Problems say which and why.
-    """
-    problems = Problems("metrics dumps")
-    marks = list(_MARKER.finditer(text))
-    if not marks:
-        return ([MetricsDump(t_unix=default_t_unix, text=text)] if text.strip() else []), problems
-    dumps = []
-    for i, mark in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        try:
-            when = t_unix(mark.group(1), "capture time")
-        except BadValue as bad:
-            problems.add(f"dump {i + 1}", f"{bad}; that dump is skipped")
-            continue
-        if when is None:
-            problems.add(f"dump {i + 1}", "the capture marker has no time; that dump is skipped")
-            continue
-        dumps.append(MetricsDump(t_unix=when, text=text[mark.end() : end]))
-    return dumps, problems
-
-
-def split_dumps(text: str, default_t_unix: float = 0.0) -> list[MetricsDump]:
-    """Splits a metrics file at `### capture t_unix=<float>` lines; no marker means one dump."""
-    return split_dumps_checked(text, default_t_unix)[0]
 
 
 def _find(directory: Path, names: tuple[str, ...]) -> Path | None:
@@ -372,39 +340,59 @@ def _read_report(path: Path, collector: str, what: str, issues: list[CollectorIs
     return report
 
 
-def _read_metrics(path: Path, issues: list[CollectorIssue]) -> list[MetricsDump]:
-    """The dumps of a metrics file that are Prometheus expositions; DoctorError when none is.
+def _read_metrics(path: Path, issues: list[CollectorIssue]) -> FileDumps:
+    """The dumps of a metrics file that are Prometheus expositions, indexed (not held: one dump's text is
+    in memory at a time); DoctorError when none is.
 
     A dump that is not an exposition at all (JSON, HTML, binary, empty) is bad input, never "healthy";
     one with a few unreadable lines is kept, and the lines dropped are counted in one issue.
     """
-    text = _read_text(path, issues, "input")
-    dumps, problems = split_dumps_checked(text, path.stat().st_mtime)
-    kept: list[MetricsDump] = []
-    dropped_lines = damaged = 0
+    problems = Problems("metrics dumps")
+    scan, lines = scan_file(path, path.stat().st_mtime, problems, MAX_DUMP_BYTES)
+    kept: list[DumpSpan] = []
+    seen = dropped_lines = damaged = 0
     first_line: str | None = None
-    for n, dump in enumerate(dumps, start=1):
-        if len(dump.text) > MAX_DUMP_BYTES:
-            size_mb = len(dump.text) / 1e6
+    lone: str | None = None  # the first dump's verdict, worded for a file of one dump until a second shows
+    for span, text in scan:
+        seen += 1
+        if seen == 2 and lone is not None:
+            problems.add("dump 1", f"{lone}; that dump is skipped")
+            lone = None
+        n = span.number
+        if text is None:
+            size_mb = span.nbytes / 1e6
             problems.add(f"dump {n}", f"{size_mb:.0f} MB, far past any vLLM /metrics; that dump is skipped")
             continue
-        parsed = parse_dump(dump)
+        parsed = parse_dump(MetricsDump(span.t_unix, text))
         verdict = exposition_problem(parsed)
         if verdict is not None:
-            problems.add(f"dump {n}", f"{verdict}; that dump is skipped" if len(dumps) > 1 else verdict)
+            if seen == 1:
+                lone = verdict
+            else:
+                problems.add(f"dump {n}", f"{verdict}; that dump is skipped")
             continue
-        kept.append(dump)
+        kept.append(span)
         if parsed.unreadable_lines:
             damaged += 1
             dropped_lines += parsed.unreadable_lines
             first_line = first_line or f"dump {n}, {parsed.first_unreadable}"
+    if lone is not None:
+        problems.add("dump 1", lone)
+    if lines.first_bad_byte is not None:
+        issues.append(
+            CollectorIssue(
+                0.0,
+                "input",
+                f"{path.name} is not UTF-8 (byte {lines.first_bad_byte}); unreadable bytes replaced",
+            )
+        )
     if not kept:
         why = problems.first[0] if problems.first else "it is empty"
         raise DoctorError(
             f"{path} holds no Prometheus exposition ({why})",
             f"save vLLM's own `curl URL/metrics` output as {layout.METRICS[0]}",
         )
-    _add(issues, problems.issue("input", f"{len(kept)} of {len(dumps)} dumps are used"))
+    _add(issues, problems.issue("input", f"{len(kept)} of {seen} dumps are used"))
     if dropped_lines:
         issues.append(
             CollectorIssue(
@@ -415,7 +403,7 @@ def _read_metrics(path: Path, issues: list[CollectorIssue]) -> list[MetricsDump]
                 "the numbers are read from the other lines; check how the dumps were saved",
             )
         )
-    if len(kept) > 1 and len({d.t_unix for d in kept}) == 1:
+    if len(kept) > 1 and len({s.t_unix for s in kept}) == 1:
         issues.append(
             CollectorIssue(
                 0.0,
@@ -425,7 +413,7 @@ def _read_metrics(path: Path, issues: list[CollectorIssue]) -> list[MetricsDump]
                 "save each dump after a `### capture t_unix=<seconds>` line with its own time",
             )
         )
-    return kept
+    return FileDumps(path, kept)
 
 
 def read_bundle(directory: str | Path) -> Bundle:

@@ -1,151 +1,184 @@
-"""Streaming a bundle's /metrics file: memory stays flat however many dumps it holds.
+"""A bundle's /metrics file as dumps, one at a time: memory stays flat however many dumps it holds.
 
-`read_bundle` keeps every dump's text (a 10,000-dump bundle is ~540 MB of text, and the diagnosis then
-parses all of it at once). The window math needs far less: the first and the last dump (counters and
-histograms are before/after deltas) and, for gauges, a running max and mean. `stream_dumps` reads the
-file line by line and yields one dump at a time; `fold_window` parses each, keeps the bounded state and
-lets the parsed dump go. The same typed-boundary checks as read_bundle apply: a marker time that is not
-a finite number, a dump that is not an exposition, and unreadable lines are counted, never fatal.
+A metrics file is dumps separated by `### capture t_unix=<seconds>` lines (a file with no marker is one
+dump taken at an unknown time). `scan_dumps` is the one splitter of that format: it reads lines and yields
+each dump with where it lies in the file, holding one dump's text at most. `split_dumps` (an in-memory
+text) and `FileDumps` (a file) both use it.
 
-Pure over its input apart from reading the one file; the call site (diagnose/derive) is the lead's:
-see `WindowFold` for what it hands over.
+`FileDumps` is the index of a file's dumps in capture-time order (time, byte offset, length: ~100 bytes a
+dump, where the text is ~50 KB); reading it yields one dump at a time from the file, so the derivation,
+which folds dumps one by one (diagnose/derive/dump_fold.py), never holds more than the two or three it
+needs. A marker time that is not a finite number, and a dump far past any vLLM /metrics in size, are
+counted as problems, never fatal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+import io
+import os
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from diagnose.bundle import layout
-from diagnose.bundle.values import MAX_DUMP_BYTES, BadValue, Problems, t_unix
-from diagnose.metrics.exposition import ParsedDump, exposition_problem, parse_dump
-from diagnose.readings import MetricsDump
+from diagnose.bundle.values import BadValue, Problems, t_unix
+from diagnose.readings import MetricsDump, TimeOrderedDumps
 
 _MARKER = layout.CAPTURE_MARKER
 
 
-def stream_dumps(
-    path: Path, default_t_unix: float = 0.0, problems: Problems | None = None
-) -> Iterator[MetricsDump]:
-    """The dumps of a metrics file in file order, one at a time (one dump's text in memory at most).
+@dataclass(frozen=True, slots=True)
+class DumpSpan:
+    """Where one dump lies in its file."""
 
-    A dump whose `### capture t_unix=` time is not a finite number is skipped and counted in `problems`.
-    A file with no marker is one dump taken at `default_t_unix`.
+    t_unix: float
+    offset: int  # bytes from the start of the file to the dump's first line (after its marker)
+    nbytes: int
+    number: int  # its place among the file's markers, from 1 (1 for a file without a marker)
+
+
+def scan_dumps(
+    lines: Iterable[tuple[str, int]],
+    default_t_unix: float,
+    problems: Problems,
+    max_bytes: int | None = None,
+) -> Iterator[tuple[DumpSpan, str | None]]:
+    """Each dump of a metrics file in file order: its span and its text (None when the dump is past
+    `max_bytes`: its lines are not kept). `lines` are (line, its size in bytes), line endings included.
+
+    Text before the first marker belongs to no dump. A dump whose marker time is not a finite number is
+    left out and counted in `problems`; without any marker the whole text is one dump at `default_t_unix`.
     """
-    problems = problems if problems is not None else Problems(path.name)
-    lines: list[str] = []
-    size = 0  # characters of the dump being read; past MAX_DUMP_BYTES its lines are no longer kept
+    kept: list[str] = []
+    offset = start = size = 0
     when: float | None = default_t_unix
     number = 0
-    seen_marker = False
 
-    def flush() -> MetricsDump | None:
-        nonlocal size
-        text = "".join(lines)
-        lines.clear()
-        too_big, size = size > MAX_DUMP_BYTES, 0
-        if too_big:
-            problems.add(f"dump {max(number, 1)}", "far past any vLLM /metrics in size; that dump is skipped")
+    def flush() -> tuple[DumpSpan, str | None] | None:
+        text = "".join(kept)
+        if when is None or (number == 0 and not text.strip()):
             return None
-        if when is None or (not seen_marker and not text.strip()):
-            return None
-        return MetricsDump(t_unix=when, text=text)
+        too_big = max_bytes is not None and size > max_bytes
+        return DumpSpan(when, start, size, max(number, 1)), None if too_big else text
 
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        for line in handle:
-            if line.startswith(_MARKER):
-                if seen_marker:
-                    dump = flush()
-                    if dump is not None:
-                        yield dump
-                lines.clear()  # text before the first marker belongs to no dump (as in split_dumps)
-                size = 0
-                seen_marker = True
-                number += 1
-                stamp = line[len(_MARKER) :].split(None, 1)[0] if line[len(_MARKER) :].strip() else ""
-                try:
-                    when = t_unix(stamp, "capture time")
-                except BadValue as bad:
-                    problems.add(f"dump {number}", f"{bad}; that dump is skipped")
-                    when = None
-                else:
-                    if when is None:
-                        problems.add(f"dump {number}", "the capture marker has no time; that dump is skipped")
-                continue
-            size += len(line)
-            if size <= MAX_DUMP_BYTES:
-                lines.append(line)
+    for line, nbytes in lines:
+        if line.startswith(_MARKER):
+            if number:
+                dump = flush()
+                if dump is not None:
+                    yield dump
+            number += 1
+            rest = line[len(_MARKER) :]
+            stamp = rest.split(None, 1)[0] if rest.strip() else ""
+            try:
+                when = t_unix(stamp, "capture time")
+            except BadValue as bad:
+                problems.add(f"dump {number}", f"{bad}; that dump is skipped")
+                when = None
+            else:
+                if when is None:
+                    problems.add(f"dump {number}", "the capture marker has no time; that dump is skipped")
+            offset += nbytes
+            kept.clear()
+            start, size = offset, 0
+            continue
+        offset += nbytes
+        size += nbytes
+        if max_bytes is None or size <= max_bytes:
+            kept.append(line)
     dump = flush()
     if dump is not None:
         yield dump
 
 
-@dataclass
-class RunningGauge:
-    """Max and mean of one gauge reading over the dumps that had it."""
-
-    max: float = float("-inf")
-    total: float = 0.0
-    count: int = 0
-
-    def add(self, value: float) -> None:
-        self.max = max(self.max, value)
-        self.total += value
-        self.count += 1
-
-    @property
-    def mean(self) -> float | None:
-        return self.total / self.count if self.count else None
+def text_lines(text: str) -> Iterator[tuple[str, int]]:
+    """The lines of an in-memory text, split at "\\n" only (as a file's are), sized in characters."""
+    for line in io.StringIO(text, newline="\n"):
+        yield line, len(line)
 
 
-@dataclass
-class WindowFold:
-    """What the window math needs from any number of dumps, in bounded memory.
+class _FileLines:
+    """The lines of a file as text, split at b"\\n", sized in bytes; remembers whether any was not UTF-8."""
 
-    `first` and `last` are the earliest and latest dumps by capture time (the counters' before/after),
-    whatever the file order; `gauges` holds a running max/mean per key that `gauge_readings` returned.
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.first_bad_byte: int | None = None  # offset of the first line that is not UTF-8
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        offset = 0
+        with self.path.open("rb") as handle:
+            for raw in handle:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    if self.first_bad_byte is None:
+                        self.first_bad_byte = offset + err.start
+                    line = raw.decode("utf-8", errors="replace")
+                yield line, len(raw)
+                offset += len(raw)
+
+
+def split_dumps_checked(text: str, default_t_unix: float = 0.0) -> tuple[list[MetricsDump], Problems]:
+    """The dumps of an in-memory metrics text, and the problems met (bad marker times)."""
+    problems = Problems("metrics dumps")
+    dumps = [
+        MetricsDump(span.t_unix, body)
+        for span, body in scan_dumps(text_lines(text), default_t_unix, problems)
+        if body is not None
+    ]
+    return dumps, problems
+
+
+def split_dumps(text: str, default_t_unix: float = 0.0) -> list[MetricsDump]:
+    """Splits a metrics text at `### capture t_unix=<float>` lines; no marker means one dump."""
+    return split_dumps_checked(text, default_t_unix)[0]
+
+
+def scan_file(
+    path: Path, default_t_unix: float, problems: Problems, max_bytes: int | None
+) -> tuple[Iterator[tuple[DumpSpan, str | None]], _FileLines]:
+    """`scan_dumps` over a file, and its lines (which say, once read, where the first non-UTF-8 byte was)."""
+    lines = _FileLines(path)
+    return scan_dumps(lines, default_t_unix, problems, max_bytes), lines
+
+
+class FileDumps(TimeOrderedDumps):
+    """The dumps of one metrics file, by capture time (file order among equal times), read on demand.
+
+    Nothing but the index is held between reads. The file stays open while the index lives (closed when it
+    is collected), so a bundle read from a folder that is then removed, as a temporary one is, still reads.
     """
 
-    first: ParsedDump | None = None
-    last: ParsedDump | None = None
-    dumps: int = 0  # dumps used (exposition, finite time)
-    skipped: int = 0  # dumps left out (not an exposition)
-    distinct_times: int = 0  # 0, 1 or 2: "2" means at least two (a window exists)
-    unreadable_lines: int = 0
-    first_unreadable: str | None = None
-    gauges: dict[str, RunningGauge] = field(default_factory=dict)
-    problems: Problems = field(default_factory=lambda: Problems("metrics dumps"))
+    def __init__(self, path: Path, spans: Sequence[DumpSpan], fd: int | None = None) -> None:
+        self.path = path
+        self.spans = tuple(sorted(spans, key=lambda s: s.t_unix))
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY)
+            weakref.finalize(self, os.close, fd)
+        self._fd = fd
 
+    def __len__(self) -> int:
+        return len(self.spans)
 
-def fold_window(
-    dumps: Iterable[MetricsDump],
-    gauge_readings: Callable[[ParsedDump], dict[str, float | None]] | None = None,
-) -> WindowFold:
-    """Parses each dump once, keeps first/last and running gauges, drops the rest."""
-    fold = WindowFold()
-    first_t: float | None = None
-    for n, dump in enumerate(dumps, start=1):
-        parsed = parse_dump(dump)
-        verdict = exposition_problem(parsed)
-        if verdict is not None:
-            fold.skipped += 1
-            fold.problems.add(f"dump {n}", f"{verdict}; that dump is skipped")
-            continue
-        fold.dumps += 1
-        if parsed.unreadable_lines:
-            fold.unreadable_lines += parsed.unreadable_lines
-            fold.first_unreadable = fold.first_unreadable or f"dump {n}, {parsed.first_unreadable}"
-        if fold.first is None or parsed.t_unix < fold.first.t_unix:
-            fold.first = parsed
-        if fold.last is None or parsed.t_unix >= fold.last.t_unix:
-            fold.last = parsed
-        if first_t is None:
-            first_t, fold.distinct_times = parsed.t_unix, 1
-        elif parsed.t_unix != first_t:
-            fold.distinct_times = 2
-        if gauge_readings is not None:
-            for key, value in gauge_readings(parsed).items():
-                if value is not None:
-                    fold.gauges.setdefault(key, RunningGauge()).add(value)
-    return fold
+    @overload
+    def __getitem__(self, index: int) -> MetricsDump: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[MetricsDump]: ...
+    def __getitem__(self, index: int | slice) -> MetricsDump | Sequence[MetricsDump]:
+        if isinstance(index, slice):
+            return [self._read(span) for span in self.spans[index]]
+        return self._read(self.spans[index])
+
+    def __iter__(self) -> Iterator[MetricsDump]:
+        for span in self.spans:
+            yield self._read(span)
+
+    def _read(self, span: DumpSpan) -> MetricsDump:
+        # pread: no shared file position, so an index read inside an iteration cannot disturb it.
+        raw = os.pread(self._fd, span.nbytes, span.offset)
+        return MetricsDump(span.t_unix, raw.decode("utf-8", errors="replace"))
+
+    def __repr__(self) -> str:
+        return f"FileDumps({str(self.path)!r}, {len(self.spans)} dumps)"

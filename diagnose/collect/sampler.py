@@ -95,7 +95,9 @@ def collect_window(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Bundle:
-    bundle = Bundle()
+    # The window's dumps as text (~50 KB a scrape; parsed only when the window is diagnosed, one pass).
+    dumps: list[MetricsDump] = []
+    bundle = Bundle(dumps=dumps)
     issues = _Issues(bundle)
     progress = Progress(duration_s=duration_s, issues=bundle.issues)
 
@@ -132,7 +134,7 @@ def collect_window(
                     )
                 )
             return False
-        bundle.dumps.append(result)
+        dumps.append(result)
         for issue in sources.vllm.dump_issues(result):
             issues.add(issue)
         if writer:

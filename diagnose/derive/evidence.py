@@ -8,11 +8,12 @@ sockets from the samples taken inside the window. Unknown is None, never 0, and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from diagnose.derive import plausible
+from diagnose.derive.dump_fold import fold_dumps
 from diagnose.derive.section import Section, unknown
 from diagnose.derive.sections.client import BypassOverhead, Client, StressSummary, derive_client
 from diagnose.derive.sections.config import Config, derive_config
@@ -20,17 +21,19 @@ from diagnose.derive.sections.cpu import Cpu, CpuInputs, derive_cpu
 from diagnose.derive.sections.disk import Disk, derive_disk
 from diagnose.derive.sections.gpu import Gpu, derive_gpu
 from diagnose.derive.sections.latency import Latency, derive_latency
-from diagnose.derive.sections.scheduler import Scheduler, derive_scheduler
+from diagnose.derive.sections.scheduler import Scheduler, SchedulerGauges, derive_scheduler
 from diagnose.derive.sections.shape import Shape, derive_shape
 from diagnose.derive.sections.sockets import Sockets, derive_sockets
 from diagnose.derive.sections.traffic import ADMIN_HANDLERS, Traffic, derive_traffic
 from diagnose.derive.versions import server_version
-from diagnose.metrics.exposition import ParsedDump, parse_dump
-from diagnose.readings import Bundle, MetricsDump
+from diagnose.metrics.exposition import ParsedDump
+from diagnose.readings import Bundle
 
 __all__ = ["ADMIN_HANDLERS", "SECTIONS", "Evidence", "Ref", "StressSummary", "build_evidence", "ref_name"]
 
 NO_ENGINE_METRICS = "no vllm: families in /metrics: the server runs with --disable-log-stats (or is not vLLM)"
+# A sample this far outside the /metrics window still belongs to it (collectors start a beat apart).
+WINDOW_SLACK_S = 1.0
 ONE_SCRAPE = "one scrape: counters need two (a window of at least two /metrics dumps)"
 
 # A reference to one number: a section's class attribute, e.g. `Latency.queue_p95_s` (a slot descriptor,
@@ -101,11 +104,15 @@ def ref_name(ref: Ref) -> str:
 
 
 def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evidence:
-    """All the numbers of one window. Pure: the same bundle always gives the same Evidence."""
-    dumps = sorted(bundle.dumps, key=lambda d: d.t_unix)
-    parsed = [parse_dump(d) for d in dumps]
-    span = _span(dumps)
-    in_window = _in_window(dumps)
+    """All the numbers of one window. Pure: the same bundle always gives the same Evidence.
+
+    The dumps are folded in one pass (derive/dump_fold.py): two parsed dumps are held however many the
+    bundle has, and the scheduler's gauges are folded as they pass."""
+    gauges = SchedulerGauges()
+    fold = fold_dumps(bundle.dumps, gauges.add)
+    first, last, times = fold.first, fold.last, fold.times
+    span = _span(times)
+    inside = in_window(times)
     sections: dict[str, Section] = {}
     window_s: float | None = None
     window_missing: str | None = None
@@ -114,9 +121,9 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
     reported = server_version(bundle.server)  # "None" (a failed /version) or junk is no version
     version = reported.text if reported is not None else None
 
-    if parsed and span is None and len(parsed) > 1:
-        window_missing = no_dumps = plausible.window_s(d.t_unix for d in dumps).suspect or ONE_SCRAPE
-    if not parsed:
+    if first is not None and span is None and len(times) > 1:
+        window_missing = no_dumps = plausible.window_s(times).suspect or ONE_SCRAPE
+    if first is None or last is None:
         no_dumps = _issue(bundle, "vllm") or "no /metrics dump"
         window_missing = no_dumps
         for name in ("latency", "traffic", "shape", "scheduler"):
@@ -124,12 +131,12 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
         sections["config"] = derive_config(
             None, bundle.server.flags, bundle.server.max_model_len, no_dumps, version
         )
-    elif not any(_has_engine_metrics(p) for p in parsed):
+    elif not fold.engine_metrics:
         window_s, no_dumps = span, NO_ENGINE_METRICS
         for name in ("latency", "shape", "scheduler"):
             sections[name] = unknown(SECTIONS[name], NO_ENGINE_METRICS)
         # The HTTP instrumentator still reports.
-        sections["traffic"] = derive_traffic(parsed[0], parsed[-1], span, no_engine=NO_ENGINE_METRICS)
+        sections["traffic"] = derive_traffic(first, last, span, no_engine=NO_ENGINE_METRICS)
         sections["config"] = derive_config(
             None, bundle.server.flags, bundle.server.max_model_len, NO_ENGINE_METRICS, version
         )
@@ -137,24 +144,24 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
         if span is None:
             for name in ("latency", "traffic", "shape"):
                 sections[name] = unknown(SECTIONS[name], no_dumps)
-            sections["scheduler"] = derive_scheduler(parsed, counters=no_dumps)
+            sections["scheduler"] = derive_scheduler(gauges, first, last, counters=no_dumps)
         else:
             window_s = span
-            pair = (parsed[0], parsed[-1])
-            traffic = derive_traffic(parsed[0], parsed[-1], span)
+            pair = (first, last)
+            traffic = derive_traffic(first, last, span)
             sections["traffic"] = traffic
-            sections["latency"] = derive_latency(parsed[0], parsed[-1], traffic.http_handler)
-            sections["shape"] = derive_shape(parsed[0], parsed[-1], span)
-            sections["scheduler"] = derive_scheduler(parsed)
+            sections["latency"] = derive_latency(first, last, traffic.http_handler)
+            sections["shape"] = derive_shape(first, last, span)
+            sections["scheduler"] = derive_scheduler(gauges, first, last)
         sections["config"] = derive_config(
-            parsed[-1], bundle.server.flags, bundle.server.max_model_len, ONE_SCRAPE, version
+            last, bundle.server.flags, bundle.server.max_model_len, ONE_SCRAPE, version
         )
 
-    gpu_samples = [s for s in bundle.gpu if in_window(s.t_unix)] or bundle.gpu
+    gpu_samples = [s for s in bundle.gpu if inside(s.t_unix)] or bundle.gpu
     sections["gpu"] = derive_gpu(
         gpu_samples, _issue(bundle, "gpu") or "needs NVML: no GPU samples in the bundle"
     )
-    bounds = (dumps[0].t_unix, dumps[-1].t_unix + 1.0) if span is not None else (None, None)
+    bounds = (times[0], times[-1] + 1.0) if span is not None else (None, None)
     sections["cpu"] = derive_cpu(
         CpuInputs(
             bundle.processes,
@@ -166,30 +173,31 @@ def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evide
             host_cores=bundle.server.host_cores,
         )
     )
-    census = [s for s in bundle.sockets if in_window(s.t_unix)] or bundle.sockets
+    census = [s for s in bundle.sockets if inside(s.t_unix)] or bundle.sockets
     sections["sockets"] = derive_sockets(census, _issue(bundle, "sockets"), bundle.host_tcp)
     sections["disk"] = derive_disk()
     stress = client if client is not None else StressSummary.from_dict(bundle.stress)
     sections["client"] = derive_client(stress, BypassOverhead.best_of(bundle.bypass))
     return Evidence(
         window_s=window_s,
-        dumps=len(dumps),
+        dumps=fold.count,
         window_missing=window_missing,
         **sections,  # type: ignore[arg-type]
     )
 
 
-def _span(dumps: list[MetricsDump]) -> float | None:
+def _span(times: list[float]) -> float | None:
     """First to last dump; None without two distinct capture times (plausible.window_s)."""
-    checked = plausible.window_s(d.t_unix for d in dumps)
+    checked = plausible.window_s(times)
     return checked.value if checked.value else None
 
 
-def _in_window(dumps: list[MetricsDump]) -> Callable[[float], bool]:
-    """Is a sample time inside the metrics window (with 1 s slack at both ends)? Always, without one."""
-    if len(dumps) < 2 or dumps[0].t_unix <= 0:
+def in_window(times: Sequence[float]) -> Callable[[float], bool]:
+    """Is a sample time inside the metrics window (with 1 s slack at both ends)? Always, without one.
+    `times` are the dumps' capture times in order."""
+    if len(times) < 2 or times[0] <= 0:
         return lambda t: True
-    lo, hi = dumps[0].t_unix - 1.0, dumps[-1].t_unix + 1.0
+    lo, hi = times[0] - WINDOW_SLACK_S, times[-1] + WINDOW_SLACK_S
     return lambda t: lo <= t <= hi
 
 
@@ -198,9 +206,3 @@ def _issue(bundle: Bundle, collector: str) -> str | None:
         if issue.collector == collector:
             return issue.reason + (f" ({issue.fix})" if issue.fix else "")
     return None
-
-
-def _has_engine_metrics(parsed: ParsedDump) -> bool:
-    return any(name.startswith(("vllm:", "vllm_")) for name in parsed.types) or any(
-        name.startswith(("vllm:", "vllm_")) for name in parsed.samples
-    )

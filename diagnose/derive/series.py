@@ -15,24 +15,23 @@ judge by (diagnose/thresholds.py), so a chart shows how far a reading is from a 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from diagnose.derive.evidence import NO_ENGINE_METRICS
+from diagnose.derive.dump_fold import fold_dumps, has_engine_metrics
+from diagnose.derive.evidence import NO_ENGINE_METRICS, in_window
 from diagnose.derive.processes import cpu_by_role, is_titled_api_server, role_of
 from diagnose.derive.section import Section, source_of
 from diagnose.derive.sections.latency import Latency, derive_latency
 from diagnose.derive.sections.traffic import Traffic, derive_traffic
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump, parse_dump
-from diagnose.readings import Bundle, ProcessSample
+from diagnose.readings import Bundle, MetricsDump, ProcessSample, time_ordered
 from diagnose.thresholds import Thresholds
 
-# A sample this far outside the /metrics window still belongs to it (collectors start a beat apart);
-# the same slack as the evidence's window.
-_SLACK_S = 1.0
+# The gauges drawn per dump (the scheduler chart).
+_CHARTED_GAUGES = ("waiting", "running")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +97,12 @@ class WindowSeries:
 def window_series(bundle: Bundle, thresholds: Thresholds | None = None) -> WindowSeries:
     """Every chart of the window. The same bundle always gives the same series."""
     limits = thresholds or Thresholds()
-    dumps = sorted(bundle.dumps, key=lambda d: d.t_unix)
-    parsed = [parse_dump(d) for d in dumps]
-    start = _start(bundle, parsed)
-    span = parsed[-1].t_unix - parsed[0].t_unix if len(parsed) >= 2 else None
-    inside = _inside(parsed)
-    end = parsed[-1].t_unix if len(parsed) >= 2 else None
-    metrics = _Intervals(parsed, start, _issue(bundle, "vllm"))
+    metrics = _Intervals.fold(bundle.dumps, _start(bundle), _issue(bundle, "vllm"))
+    times = metrics.times
+    start = times[0] if times else metrics.start_or_none
+    span = times[-1] - times[0] if len(times) >= 2 else None
+    inside = in_window(times)
+    end = times[-1] if len(times) >= 2 else None
     charts = (
         _latency_chart(metrics, limits),
         _http_chart(metrics, bundle, start, end),
@@ -138,28 +136,57 @@ def window_series(bundle: Bundle, thresholds: Thresholds | None = None) -> Windo
 
 
 class _Intervals:
-    def __init__(self, parsed: list[ParsedDump], start: float | None, issue: str | None) -> None:
-        self.parsed = parsed
+    """The /metrics side of the charts, folded in one pass over the dumps (derive/dump_fold.py): one
+    Traffic and one Latency per interval between consecutive dumps, the charted gauges per dump, and
+    never more than two parsed dumps held."""
+
+    def __init__(self, start: float | None, issue: str | None) -> None:
+        self.start_or_none = start
         self.start = start or 0.0
-        engine = not parsed or any(_has_engine_metrics(p) for p in parsed)
-        self.no_engine = None if engine else NO_ENGINE_METRICS  # with no dump at all, `why` says so
-        if not parsed:
-            self.why: str | None = issue or "no /metrics dump in the bundle"
-        elif len(parsed) < 2:
-            self.why = "one /metrics dump: counters need two (collect over a window)"
-        else:
-            self.why = None
-        pairs = list(itertools.pairwise(parsed))
-        self.ends = tuple(b.t_unix - self.start for _, b in pairs)
-        self.traffics: list[Traffic] = [
-            derive_traffic(a, b, b.t_unix - a.t_unix, no_engine=self.no_engine) for a, b in pairs
-        ]
-        # The serving handler is the window's (the busiest non-admin one), as the evidence picks it.
-        whole = derive_traffic(parsed[0], parsed[-1], None) if len(parsed) >= 2 else None
-        self.handler = whole.http_handler if whole is not None else None
-        self.latencies: list[Latency] = (
-            [derive_latency(a, b, self.handler) for a, b in pairs] if self.no_engine is None else []
-        )
+        self.issue = issue
+        self.handler: str | None = None  # the window's serving handler: set before the fold
+        self.previous: ParsedDump | None = None
+        self.ends: list[float] = []
+        self.traffics: list[Traffic] = []
+        self.latencies: list[Latency] = []
+        self.times: list[float] = []
+        self.gauges: dict[str, list[float | None]] = {c: [] for c in _CHARTED_GAUGES}
+        self.no_engine: str | None = None
+        self.why: str | None = None
+
+    @classmethod
+    def fold(cls, dumps: Sequence[MetricsDump], start: float | None, issue: str | None) -> _Intervals:
+        ordered = time_ordered(dumps)
+        intervals = cls(ordered[0].t_unix if ordered else start, issue)
+        if len(ordered) >= 2:
+            # The serving handler is the window's (the busiest non-admin one), as the evidence picks it:
+            # from the first and the last dump, read once before the pass.
+            whole = derive_traffic(parse_dump(ordered[0]), parse_dump(ordered[-1]), None)
+            intervals.handler = whole.http_handler
+        fold = fold_dumps(ordered, intervals.add)
+        engine = not fold.count or fold.engine_metrics
+        intervals.no_engine = None if engine else NO_ENGINE_METRICS  # with no dump at all, `why` says so
+        if not fold.count:
+            intervals.why = issue or "no /metrics dump in the bundle"
+        elif fold.count < 2:
+            intervals.why = "one /metrics dump: counters need two (collect over a window)"
+        if intervals.no_engine is not None:
+            intervals.latencies = []
+        return intervals
+
+    def add(self, parsed: ParsedDump) -> None:
+        self.times.append(parsed.t_unix)
+        for concept, values in self.gauges.items():
+            values.append(names.value(parsed, concept))
+        a, self.previous = self.previous, parsed
+        if a is None:
+            return
+        self.ends.append(parsed.t_unix - self.start)
+        # Without engine families derive_traffic says so itself; the flag is set after the pass, so each
+        # interval is read as engine-less when neither of its dumps has them.
+        no_engine = None if has_engine_metrics(a) or has_engine_metrics(parsed) else NO_ENGINE_METRICS
+        self.traffics.append(derive_traffic(a, parsed, parsed.t_unix - a.t_unix, no_engine=no_engine))
+        self.latencies.append(derive_latency(a, parsed, self.handler))
 
     def _series(
         self,
@@ -181,7 +208,7 @@ class _Intervals:
             # The most frequent reason across the intervals (e.g. every p95 inside the first bucket).
             reasons = [r.missing.get(name, "") for r in rows]
             return Series(key, label, unit, source, absent=max(set(reasons), key=reasons.count) or None)
-        return Series(key, label, unit, source, self.ends, values)
+        return Series(key, label, unit, source, tuple(self.ends), values)
 
     def traffic(self, name: str, label: str, key: str | None = None) -> Series:
         return self._series(key or name, label, "/s", Traffic, self.traffics, name, name != "calls_per_s")
@@ -191,12 +218,12 @@ class _Intervals:
 
     def per_dump(self, key: str, label: str, unit: str, concept: str) -> Series:
         source = f"{names.CONCEPTS[concept].names[0]} at each /metrics dump"
-        if not self.parsed or self.no_engine is not None:
+        if not self.times or self.no_engine is not None:
             return Series(key, label, unit, source, absent=self.no_engine or self.why)
-        values = tuple(names.value(p, concept) for p in self.parsed)
+        values = tuple(self.gauges[concept])
         if not any(v is not None for v in values):
             return Series(key, label, unit, source, absent=f"{names.CONCEPTS[concept].names[0]} not exported")
-        return Series(key, label, unit, source, tuple(p.t_unix - self.start for p in self.parsed), values)
+        return Series(key, label, unit, source, tuple(t - self.start for t in self.times), values)
 
 
 def _latency_chart(m: _Intervals, limits: Thresholds) -> Chart:
@@ -520,24 +547,11 @@ def _ladder(series: Sequence[Series], ladder: Sequence[tuple[str, float | None]]
     return tuple(out)
 
 
-def _start(bundle: Bundle, parsed: list[ParsedDump]) -> float | None:
-    if parsed:
-        return parsed[0].t_unix
+def _start(bundle: Bundle) -> float | None:
+    """Without a /metrics dump, the first sample of any kind is t = 0."""
     times = [g.t_unix for g in bundle.gpu] + [p.t_unix for p in bundle.processes]
     times += [c.t_unix for c in bundle.sockets]
     return min(times) if times else None
-
-
-def _inside(parsed: list[ParsedDump]) -> Callable[[float], bool]:
-    """Is a sample inside the /metrics window (with slack)? Always, without a window."""
-    if len(parsed) < 2 or parsed[0].t_unix <= 0:
-        return lambda t: True
-    lo, hi = parsed[0].t_unix - _SLACK_S, parsed[-1].t_unix + _SLACK_S
-    return lambda t: lo <= t <= hi
-
-
-def _has_engine_metrics(parsed: ParsedDump) -> bool:
-    return any(name.startswith(("vllm:", "vllm_")) for name in (*parsed.types, *parsed.samples))
 
 
 def _issue(bundle: Bundle, collector: str) -> str | None:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from aiohttp import web
 
-from diagnose.bundle.read import split_dumps
+from diagnose.bundle import split_dumps
 from diagnose.stress.local_server import Behaviour, Seen, make_app
 
 CAPTURE = Path("/tmp/caps/s3_gpu_saturated_c64_d80_w300/metrics_series_5s.txt")

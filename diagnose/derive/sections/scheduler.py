@@ -6,9 +6,7 @@ any one scrape (DESIGN §2: requests finish inside one engine step).
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from diagnose.derive import window
 from diagnose.derive.section import Section, build, num
@@ -42,35 +40,72 @@ class Scheduler(Section):
     prefix_cache_unit: str | None = num('"tokens" (current names) or "blocks" (names before 0.9)')
 
 
-def derive_scheduler(parsed: Sequence[ParsedDump], counters: str | None = None) -> Scheduler:
-    """The scheduler over every dump of the window. `counters` is the reason when the window has no
-    two dumps to take counter deltas from (then only the gauges are read)."""
+@dataclass(slots=True)
+class RunningGauge:
+    """Max and mean of one gauge over the dumps that had it, folded one dump at a time."""
+
+    max: float = float("-inf")
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float | None) -> None:
+        if value is None:
+            return
+        self.max = max(self.max, value)
+        self.total += value
+        self.count += 1
+
+    @property
+    def max_or_none(self) -> float | None:
+        return self.max if self.count else None
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass(slots=True)
+class SchedulerGauges:
+    """The scheduler's gauges over every dump of the window; `add` is a dump_fold observer."""
+
+    kv_usage: RunningGauge = field(default_factory=RunningGauge)
+    waiting: RunningGauge = field(default_factory=RunningGauge)
+    running: RunningGauge = field(default_factory=RunningGauge)
+    waiting_capacity: RunningGauge = field(default_factory=RunningGauge)
+
+    def add(self, parsed: ParsedDump) -> None:
+        self.kv_usage.add(names.value(parsed, "kv_usage"))
+        self.waiting.add(names.value(parsed, "waiting"))
+        self.running.add(names.value(parsed, "running"))
+        by = names.by_label(parsed, "waiting_by_reason", "reason")
+        if by is not None and "capacity" in by:
+            self.waiting_capacity.add(by["capacity"])
+
+
+def derive_scheduler(
+    gauges: SchedulerGauges,
+    first: ParsedDump | None,
+    last: ParsedDump | None,
+    counters: str | None = None,
+) -> Scheduler:
+    """The scheduler over the window: its gauges (folded over every dump) and the counters' deltas from the
+    first and the last dump. `counters` is the reason when the window has no two dumps to take counter
+    deltas from (then only the gauges are read)."""
     why: dict[str, str] = {}
-
-    def series(concept: str) -> list[float]:
-        return [v for p in parsed if (v := names.value(p, concept)) is not None]
-
-    kv, waiting, running = series("kv_usage"), series("waiting"), series("running")
-    capacity = [
-        by["capacity"]
-        for p in parsed
-        if (by := names.by_label(p, "waiting_by_reason", "reason")) is not None and "capacity" in by
-    ]
-    if not capacity:
+    if not gauges.waiting_capacity.count:
         why["waiting_capacity_max"] = "no num_requests_waiting_by_reason (vLLM before 0.11)"
     values: dict[str, object] = {
-        "kv_usage_max_ratio": max(kv) if kv else None,
-        "waiting_max": max(waiting) if waiting else None,
-        "waiting_mean": statistics.fmean(waiting) if waiting else None,
-        "running_max": max(running) if running else None,
-        "waiting_capacity_max": max(capacity) if capacity else None,
+        "kv_usage_max_ratio": gauges.kv_usage.max_or_none,
+        "waiting_max": gauges.waiting.max_or_none,
+        "waiting_mean": gauges.waiting.mean,
+        "running_max": gauges.running.max_or_none,
+        "waiting_capacity_max": gauges.waiting_capacity.max_or_none,
     }
-    if counters is not None:
+    if counters is not None or first is None or last is None:
         for name in COUNTER_FIELDS:
-            why[name] = counters
+            why[name] = counters or "no /metrics dump"
         return build(Scheduler, values, why)
 
-    first, last = parsed[0], parsed[-1]
     queries = window.delta(first, last, "prefix_cache_queries")
     hits = window.delta(first, last, "prefix_cache_hits")
     hit_ratio = window.ratio(hits, queries)
