@@ -4,6 +4,7 @@ secrets never reach the file; a 10-minute window stays under 2 MB."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -183,3 +184,18 @@ def test_the_text_and_json_reports_beside_it_redact_a_url_password_too() -> None
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert PASSWORD not in text and "admin:***@127.0.0.1:8000" in text
     assert PASSWORD not in render_json(report)
+
+
+def test_what_is_wrong_with_the_input_is_said_beside_the_verdict(tmp_path: Path) -> None:
+    # A recorded lab bundle with one line of its second dump damaged, as a truncated copy leaves it.
+    folder = tmp_path / "damaged"
+    shutil.copytree(CPU_LAB, folder)
+    metrics = folder / "metrics.prom"
+    head, marker, rest = metrics.read_text().rpartition("### capture")
+    metrics.write_text(head + marker + rest.replace("\n# HELP", "\nvllm:broken{ 1\n# HELP", 1))
+    bundle = read_bundle(folder)
+    report = diagnose(bundle)
+    (note,) = [n for n in report.notes if "unreadable line" in n]
+    page = render_html(report, window_series(bundle), bundle)
+    verdict = page[page.index('<section class="verdict"') : page.index("</section>")]
+    assert '<ul class="input-notes"' in verdict and html.escape(note) in verdict

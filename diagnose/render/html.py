@@ -111,8 +111,17 @@ def _verdict(report: Report) -> str:
         f'<div class="label">{_t(v.label)} {_badge(v.severity)}'
         f' <span class="muted">confidence {_t(v.confidence)}</span></div>'
         f'<div class="why">{_t(why)}</div>{contributing}'
-        f'<div class="muted">{_t(report.source or "unknown source")}{window}</div></section>'
+        f'<div class="muted">{_t(report.source or "unknown source")}{window}</div>{_notes(report)}</section>'
     )
+
+
+def _notes(report: Report) -> str:
+    """What the reader must know about the input before trusting the verdict (a scrape lost, the window
+    cut short, lines dropped): beside the verdict, as the terminal prints them under it."""
+    if not report.notes:
+        return ""
+    items = "".join(f"<li>{_t(n)}</li>" for n in report.notes)
+    return f'<ul class="input-notes" aria-label="about the input">{items}</ul>'
 
 
 def _findings(findings: list[Finding], decided: str | None) -> str:
@@ -364,6 +373,7 @@ figcaption{font-weight:600;margin-bottom:4px}
 .u-legend .u-label{max-width:420px;white-space:normal;vertical-align:middle;text-align:left}
 .u-legend .u-marker{vertical-align:middle}
 ul.notes{margin:4px 0 0;padding-left:18px;font-size:12px;color:#6b7280}
+ul.input-notes{margin:8px 0 0;padding-left:18px;color:#92400e}
 .absent{background:#fff7ed;border:1px solid #fed7aa;border-radius:6px;padding:8px 12px;margin-top:12px}
 .absent ul{margin:4px 0;padding-left:18px}
 details summary{cursor:pointer;margin:8px 0}
