@@ -88,6 +88,8 @@ def scan_dumps(
         size += nbytes
         if max_bytes is None or size <= max_bytes:
             kept.append(line)
+        elif kept:
+            kept.clear()  # past any vLLM /metrics: the dump is skipped, so what was kept is let go now
     dump = flush()
     if dump is not None:
         yield dump
