@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from diagnose.progress import StepReporter
     from diagnose.readings import Bundle, CollectorIssue
     from diagnose.report import Report
     from diagnose.thresholds import Thresholds
@@ -22,13 +23,19 @@ _METRICS_COLLECTORS = ("vllm", "server")
 _NOTE_COLLECTORS = ("input", "collect")
 
 
-def diagnose(bundle: Bundle, thresholds: Thresholds | None = None, source: str = "") -> Report:
-    """The report for one bundle. Pure over the bundle: the same bundle always gives the same report."""
+def diagnose(
+    bundle: Bundle,
+    thresholds: Thresholds | None = None,
+    source: str = "",
+    progress: StepReporter | None = None,
+) -> Report:
+    """The report for one bundle. Pure over the bundle: the same bundle always gives the same report.
+    `progress` hears how far a long bundle's dumps are read."""
     from diagnose.derive.evidence import build_evidence
     from diagnose.redact import redact_text, redact_url
     from diagnose.rules.engine import run_rules
 
-    report = run_rules(build_evidence(bundle), thresholds, source=redact_url(source))
+    report = run_rules(build_evidence(bundle, progress=progress), thresholds, source=redact_url(source))
     report.notes = [redact_text(i.reason) for i in bundle.issues if i.collector in _NOTE_COLLECTORS]
     return report
 

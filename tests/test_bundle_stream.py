@@ -86,3 +86,50 @@ def test_a_file_that_is_not_utf8_is_read_with_the_bytes_replaced_and_said(tmp_pa
     bundle = read_bundle(tmp_path)
     assert len(bundle.dumps) == 7
     assert any("is not UTF-8" in i.reason for i in bundle.issues)
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def step(self, text: str) -> None:
+        self.said.append(text)
+
+
+def _long_bundle(folder: Path, count: int) -> Path:
+    """The recorded bundle's last dump repeated `count` times 5 s apart, as a long `collect` writes it."""
+    body = split_dumps((BUNDLE / "metrics.prom").read_text())[-1].text
+    folder.mkdir()
+    with (folder / "metrics.prom").open("w") as out:
+        for i in range(count):
+            out.write(f"### capture t_unix={1_800_000_000 + 5 * i}\n{body}")
+    return folder
+
+
+def test_a_long_bundle_says_how_far_its_reading_and_diagnosis_are(tmp_path: Path) -> None:
+    from diagnose.pipeline import diagnose
+    from diagnose.progress import PROGRESS_EVERY_DUMPS
+
+    count = 2 * PROGRESS_EVERY_DUMPS
+    steps = _Steps()
+    bundle = read_bundle(_long_bundle(tmp_path / "long", count), steps)
+    diagnose(bundle, progress=steps)
+    window_series(bundle, progress=steps)
+    assert any(s.startswith(f"reading metrics.prom: {count:,} dumps") for s in steps.said)
+    assert f"diagnosing the /metrics dumps: {PROGRESS_EVERY_DUMPS:,} of {count:,}" in steps.said
+    assert f"charting the /metrics dumps: {count:,} of {count:,}" in steps.said
+
+
+def test_check_from_shows_progress_on_a_long_bundle_and_none_with_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from diagnose.cli import main
+    from diagnose.commands import output
+    from diagnose.progress import PROGRESS_EVERY_DUMPS
+
+    folder = _long_bundle(tmp_path / "long", PROGRESS_EVERY_DUMPS)
+    monkeypatch.setattr(output, "LONG_METRICS_BYTES", 1)  # this one is "long" (the real line is 50 MB)
+    main(["check", "--from", str(folder)])
+    assert "[bundle" in capsys.readouterr().err
+    main(["check", "--from", str(folder), "--json"])
+    assert "[bundle" not in capsys.readouterr().err

@@ -40,6 +40,7 @@ from diagnose.bundle.values import (
 )
 from diagnose.errors import DoctorError
 from diagnose.metrics.exposition import exposition_problem, parse_dump
+from diagnose.progress import PROGRESS_EVERY_DUMPS, StepReporter
 from diagnose.readings import (
     Bundle,
     CollectorIssue,
@@ -340,7 +341,7 @@ def _read_report(path: Path, collector: str, what: str, issues: list[CollectorIs
     return report
 
 
-def _read_metrics(path: Path, issues: list[CollectorIssue]) -> FileDumps:
+def _read_metrics(path: Path, issues: list[CollectorIssue], progress: StepReporter | None) -> FileDumps:
     """The dumps of a metrics file that are Prometheus expositions, indexed (not held: one dump's text is
     in memory at a time); DoctorError when none is.
 
@@ -353,15 +354,20 @@ def _read_metrics(path: Path, issues: list[CollectorIssue]) -> FileDumps:
     seen = dropped_lines = damaged = 0
     first_line: str | None = None
     lone: str | None = None  # the first dump's verdict, worded for a file of one dump until a second shows
+    size_mb = path.stat().st_size / 1e6
     for span, text in scan:
         seen += 1
+        if progress is not None and seen % PROGRESS_EVERY_DUMPS == 0:
+            progress.step(
+                f"reading {path.name}: {seen:,} dumps, {span.offset / 1e6:,.0f} of {size_mb:,.0f} MB"
+            )
         if seen == 2 and lone is not None:
             problems.add("dump 1", f"{lone}; that dump is skipped")
             lone = None
         n = span.number
         if text is None:
-            size_mb = span.nbytes / 1e6
-            problems.add(f"dump {n}", f"{size_mb:.0f} MB, far past any vLLM /metrics; that dump is skipped")
+            dump_mb = span.nbytes / 1e6
+            problems.add(f"dump {n}", f"{dump_mb:.0f} MB, far past any vLLM /metrics; that dump is skipped")
             continue
         parsed = parse_dump(MetricsDump(span.t_unix, text))
         verdict = exposition_problem(parsed)
@@ -416,9 +422,10 @@ def _read_metrics(path: Path, issues: list[CollectorIssue]) -> FileDumps:
     return FileDumps(path, kept)
 
 
-def read_bundle(directory: str | Path) -> Bundle:
+def read_bundle(directory: str | Path, progress: StepReporter | None = None) -> Bundle:
     """Loads a bundle folder; raises DoctorError when there is nothing to diagnose in it, or when its
-    /metrics file holds no Prometheus exposition at all (garbage must never read as "healthy")."""
+    /metrics file holds no Prometheus exposition at all (garbage must never read as "healthy").
+    `progress` hears how far a long metrics file is read."""
     path = Path(directory)
     if not path.is_dir():
         raise DoctorError(
@@ -439,7 +446,7 @@ def read_bundle(directory: str | Path) -> Bundle:
 
     metrics_path = _find(path, layout.METRICS)
     if metrics_path:
-        bundle.dumps = _read_metrics(metrics_path, issues)
+        bundle.dumps = _read_metrics(metrics_path, issues, progress)
     else:
         issues.append(
             CollectorIssue(

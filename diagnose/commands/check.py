@@ -16,6 +16,7 @@ from diagnose.fleet.args import add_prometheus_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
+    from diagnose.progress import StepReporter
     from diagnose.readings import Bundle
     from diagnose.report import Report
     from diagnose.thresholds import Thresholds
@@ -75,6 +76,7 @@ def show_report(
     generated_load: dict | None = None,
     bundle: Bundle | None = None,
     thresholds: Thresholds | None = None,
+    progress: StepReporter | None = None,
 ) -> None:
     """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too.
 
@@ -91,7 +93,7 @@ def show_report(
     if as_json:
         print(render_json(report))
     else:
-        series = window_series(bundle, thresholds) if bundle is not None else None
+        series = window_series(bundle, thresholds, progress) if bundle is not None else None
         Console().print(report_renderable(report, series=series))
         if generated_load is not None:
             from diagnose.stress.render import generated_load_text
@@ -103,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
     from diagnose.collect.sampler import CollectionInterrupted
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
-    from diagnose.pipeline import diagnose, metrics_issue
+    from diagnose.pipeline import metrics_issue
     from diagnose.redact import redact_url
-    from diagnose.report import Severity
     from diagnose.thresholds import load
 
     interrupted = False
@@ -121,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
             ExitStatus.USAGE,
         )
     if args.bundle is not None:
-        from diagnose.bundle import read_bundle
+        from diagnose.commands.output import bundle_progress
 
-        bundle = read_bundle(args.bundle)
-        source = str(args.bundle)
+        with bundle_progress(args.bundle, quiet=args.quiet or args.json) as progress:
+            return _report(args, thresholds, progress)
     else:
         from diagnose.urls import base_url
 
@@ -179,19 +180,41 @@ def run(args: argparse.Namespace) -> int:
                 (first.fix if first and first.fix else "check the URL and that vLLM is running"),
                 status=ExitStatus.UNREACHABLE,
             )
-        source = args.url
+    return _report(args, thresholds, None, bundle, interrupted)
 
-    report = diagnose(bundle, thresholds, source=source)
+
+def _report(
+    args: argparse.Namespace,
+    thresholds: Thresholds,
+    progress: StepReporter | None,
+    bundle: Bundle | None = None,
+    interrupted: bool = False,
+) -> int:
+    """Diagnoses the window (a bundle read here from --from, or the one just collected), writes and prints
+    the report; the exit status."""
+    from diagnose.exit_status import ExitStatus
+    from diagnose.pipeline import diagnose
+    from diagnose.report import Severity
+
+    if bundle is None:
+        from diagnose.bundle import read_bundle
+
+        bundle = read_bundle(args.bundle, progress)
+        source = str(args.bundle)
+    else:
+        source = args.url
+    report = diagnose(bundle, thresholds, source=source, progress=progress)
     if args.html is not None:
         from diagnose.commands.report import write_html
 
-        write_html(args.html, report, bundle, thresholds)
+        write_html(args.html, report, bundle, thresholds, progress)
     show_report(
         report,
         as_json=args.json,
         generated_load=bundle.stress if args.stress is not None else None,
         bundle=bundle,
         thresholds=thresholds,
+        progress=progress,
     )
     if interrupted:
         return int(ExitStatus.INTERRUPTED)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from diagnose.progress import StepReporter
     from diagnose.readings import Bundle
     from diagnose.report import Report
     from diagnose.thresholds import Thresholds
@@ -32,25 +33,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diagnose.bundle import read_bundle
+    from diagnose.commands.output import bundle_progress
     from diagnose.exit_status import ExitStatus
     from diagnose.pipeline import diagnose
     from diagnose.thresholds import load
 
     thresholds = load(args.thresholds)
-    bundle = read_bundle(args.bundle)
-    report = diagnose(bundle, thresholds, source=str(args.bundle))
-    write_html(args.html, report, bundle, thresholds)
+    with bundle_progress(args.bundle, quiet=False) as progress:
+        bundle = read_bundle(args.bundle, progress)
+        report = diagnose(bundle, thresholds, source=str(args.bundle), progress=progress)
+        write_html(args.html, report, bundle, thresholds, progress)
     return int(ExitStatus.OK)
 
 
-def write_html(path: Path, report: Report, bundle: Bundle, thresholds: Thresholds | None) -> None:
+def write_html(
+    path: Path,
+    report: Report,
+    bundle: Bundle,
+    thresholds: Thresholds | None,
+    progress: StepReporter | None = None,
+) -> None:
     """Renders and writes the page, then says where in one line; a DoctorError when it cannot be written."""
     import sys
 
     from diagnose.derive.series import window_series
     from diagnose.render.html import chart_keys, render_html
 
-    series = window_series(bundle, thresholds)
+    series = window_series(bundle, thresholds, progress)
     page = render_html(report, series, bundle)
     target = write_page(path, page)
     drawn = len(chart_keys(series))

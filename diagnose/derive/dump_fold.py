@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from diagnose.metrics.exposition import ParsedDump, parse_dump
+from diagnose.progress import PROGRESS_EVERY_DUMPS, StepReporter
 from diagnose.readings import MetricsDump, time_ordered
 
 Observer = Callable[[ParsedDump], None]
@@ -31,10 +32,19 @@ class DumpFold:
         return len(self.times)
 
 
-def fold_dumps(dumps: Sequence[MetricsDump], *observers: Observer) -> DumpFold:
-    """Parses each dump once in capture-time order, hands it to every observer, and keeps first/last."""
+def fold_dumps(
+    dumps: Sequence[MetricsDump],
+    *observers: Observer,
+    progress: StepReporter | None = None,
+    what: str = "reading the /metrics dumps",
+) -> DumpFold:
+    """Parses each dump once in capture-time order, hands it to every observer, and keeps first/last.
+    `progress` hears "what: N of M" every PROGRESS_EVERY_DUMPS dumps (a long bundle takes seconds)."""
     fold = DumpFold()
-    for dump in time_ordered(dumps):
+    total = len(dumps)
+    for n, dump in enumerate(time_ordered(dumps), start=1):
+        if progress is not None and n % PROGRESS_EVERY_DUMPS == 0:
+            progress.step(f"{what}: {n:,} of {total:,}")
         parsed = parse_dump(dump)
         if fold.first is None:
             fold.first = parsed

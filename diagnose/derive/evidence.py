@@ -27,6 +27,7 @@ from diagnose.derive.sections.sockets import Sockets, derive_sockets
 from diagnose.derive.sections.traffic import ADMIN_HANDLERS, Traffic, derive_traffic
 from diagnose.derive.versions import server_version
 from diagnose.metrics.exposition import ParsedDump
+from diagnose.progress import StepReporter
 from diagnose.readings import Bundle
 
 __all__ = ["ADMIN_HANDLERS", "SECTIONS", "Evidence", "Ref", "StressSummary", "build_evidence", "ref_name"]
@@ -103,13 +104,15 @@ def ref_name(ref: Ref) -> str:
     return str(ref.__name__)
 
 
-def build_evidence(bundle: Bundle, client: StressSummary | None = None) -> Evidence:
+def build_evidence(
+    bundle: Bundle, client: StressSummary | None = None, progress: StepReporter | None = None
+) -> Evidence:
     """All the numbers of one window. Pure: the same bundle always gives the same Evidence.
 
     The dumps are folded in one pass (derive/dump_fold.py): two parsed dumps are held however many the
     bundle has, and the scheduler's gauges are folded as they pass."""
     gauges = SchedulerGauges()
-    fold = fold_dumps(bundle.dumps, gauges.add)
+    fold = fold_dumps(bundle.dumps, gauges.add, progress=progress, what="diagnosing the /metrics dumps")
     first, last, times = fold.first, fold.last, fold.times
     span = _span(times)
     inside = in_window(times)

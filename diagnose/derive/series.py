@@ -27,6 +27,7 @@ from diagnose.derive.sections.latency import Latency, derive_latency
 from diagnose.derive.sections.traffic import Traffic, derive_traffic
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump, parse_dump
+from diagnose.progress import StepReporter
 from diagnose.readings import Bundle, MetricsDump, ProcessSample, time_ordered
 from diagnose.thresholds import Thresholds
 
@@ -94,10 +95,12 @@ class WindowSeries:
         return next(s for c in self.charts for s in c.series if s.key == key)
 
 
-def window_series(bundle: Bundle, thresholds: Thresholds | None = None) -> WindowSeries:
+def window_series(
+    bundle: Bundle, thresholds: Thresholds | None = None, progress: StepReporter | None = None
+) -> WindowSeries:
     """Every chart of the window. The same bundle always gives the same series."""
     limits = thresholds or Thresholds()
-    metrics = _Intervals.fold(bundle.dumps, _start(bundle), _issue(bundle, "vllm"))
+    metrics = _Intervals.fold(bundle.dumps, _start(bundle), _issue(bundle, "vllm"), progress)
     times = metrics.times
     start = times[0] if times else metrics.start_or_none
     span = times[-1] - times[0] if len(times) >= 2 else None
@@ -155,7 +158,13 @@ class _Intervals:
         self.why: str | None = None
 
     @classmethod
-    def fold(cls, dumps: Sequence[MetricsDump], start: float | None, issue: str | None) -> _Intervals:
+    def fold(
+        cls,
+        dumps: Sequence[MetricsDump],
+        start: float | None,
+        issue: str | None,
+        progress: StepReporter | None = None,
+    ) -> _Intervals:
         ordered = time_ordered(dumps)
         intervals = cls(ordered[0].t_unix if ordered else start, issue)
         if len(ordered) >= 2:
@@ -163,7 +172,7 @@ class _Intervals:
             # from the first and the last dump, read once before the pass.
             whole = derive_traffic(parse_dump(ordered[0]), parse_dump(ordered[-1]), None)
             intervals.handler = whole.http_handler
-        fold = fold_dumps(ordered, intervals.add)
+        fold = fold_dumps(ordered, intervals.add, progress=progress, what="charting the /metrics dumps")
         engine = not fold.count or fold.engine_metrics
         intervals.no_engine = None if engine else NO_ENGINE_METRICS  # with no dump at all, `why` says so
         if not fold.count:
