@@ -56,6 +56,31 @@ def test_watch_shows_one_verdict_per_window_and_stops(captures_dir: Path, capsys
     assert "window 2" in out and "rerank-doctor verdict" in out
 
 
+def test_watch_html_rewrites_the_page_with_each_window(captures_dir: Path, capsys, tmp_path: Path) -> None:
+    behaviour = Behaviour(metrics=capture_dumps(captures_dir, "s3_gpu_saturated_c64_d80_w300"))
+    page = tmp_path / "watch.html"
+    with LocalServer(behaviour) as server:
+        argv = [
+            "watch",
+            "--url",
+            server.url,
+            "--every",
+            "1s",
+            "--windows",
+            "2",
+            "--no-gpu",
+            "--html",
+            str(page),
+        ]
+        status = main(argv)
+    out = capsys.readouterr().out
+    assert status == 0
+    # In the live header (wrapped at 80 columns), not on stderr under the display.
+    assert f"HTML report written to {page}" in out.replace("\n", "")
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and 'class="verdict"' in text
+
+
 def test_check_with_stress_shows_its_extra_time_and_states_the_cache(captures_dir: Path, capsys) -> None:
     # The seconds before and after the window (lead-in, lead-out, drain) were silent; and a diagnosis made
     # under our own load now says which bodies went out and what the prefix cache answered of them.

@@ -207,11 +207,27 @@ def test_a_thanos_partial_response_is_a_stated_warning(
     assert len(doc["replicas"]) == len(fleet.paths)  # the answer is still used, with the warning beside it
 
 
-def test_watch_prometheus_refreshes_the_fleet_view(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+def test_watch_prometheus_refreshes_the_fleet_view(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "fleet.html"
     argv = ["watch", "--prometheus", fleet.url, "--selector", SELECTOR, "--since", "5m", "--windows", "1"]
-    assert main(argv) == 0
+    assert main([*argv, "--html", str(page)]) == 0
     out = capsys.readouterr().out
     assert "replicas, worst first" in out and "rr-0" in out
+    assert f"HTML fleet report written to {page}" in out.replace("\n", "") and "rr-0" in page.read_text()
+
+
+def test_watch_prometheus_ends_on_ctrl_c_with_130(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+    from diagnose.cli import build_parser
+    from diagnose.fleet.run import run_watch
+
+    def interrupted(_: float) -> None:
+        raise KeyboardInterrupt
+
+    argv = ["watch", "--prometheus", fleet.url, "--selector", SELECTOR, "--since", "5m", "--windows", "3"]
+    assert run_watch(build_parser().parse_args(argv), None, sleep=interrupted) == 130
+    assert "rr-0" in capsys.readouterr().out  # the refresh before the interrupt stays shown
 
 
 def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_process(fleet: Fleet) -> None:

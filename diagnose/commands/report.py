@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from diagnose.derive.series import WindowSeries
     from diagnose.progress import StepReporter
     from diagnose.readings import Bundle
     from diagnose.report import Report
@@ -52,24 +53,29 @@ def write_html(
     bundle: Bundle,
     thresholds: Thresholds | None,
     progress: StepReporter | None = None,
-) -> None:
-    """Renders and writes the page, then says where in one line; a DoctorError when it cannot be written."""
+    *,
+    series: WindowSeries | None = None,
+    quiet: bool = False,
+) -> str:
+    """Renders and writes the page (with `series` when the caller has them already); says where in one
+    line on stderr unless `quiet`, and returns that line. A DoctorError when it cannot be written."""
     import sys
 
     from diagnose.derive.series import window_series
     from diagnose.render.html import chart_keys, render_html
 
-    series = window_series(bundle, thresholds, progress)
+    series = series if series is not None else window_series(bundle, thresholds, progress)
     page = render_html(report, series, bundle)
     target = write_page(path, page)
     drawn = len(chart_keys(series))
     absent = len(series.charts) - drawn
     size_kb = len(page.encode()) / 1024
-    print(
-        f"HTML report written to {target} ({size_kb:.0f} KB, {drawn} charts"
-        + (f"; {absent} not drawn, the page says why)" if absent else ")"),
-        file=sys.stderr,
+    said = f"HTML report written to {target} ({size_kb:.0f} KB, {drawn} charts" + (
+        f"; {absent} not drawn, the page says why)" if absent else ")"
     )
+    if not quiet:
+        print(said, file=sys.stderr)
+    return said
 
 
 def write_page(path: Path, page: str) -> Path:

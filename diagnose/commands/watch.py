@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from diagnose.commands.server_args import add_server_arguments
 from diagnose.fleet.args import add_prometheus_arguments
@@ -18,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=positive_duration, default=10.0, help="window length (default 10s)")
     parser.add_argument("--windows", type=int, help="stop after this many windows (default: until Ctrl-C)")
     parser.add_argument("--thresholds", help="TOML file overriding rule thresholds")
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="rewrite FILE with the latest window's HTML report after every refresh (reload to follow)",
+    )
     add_server_arguments(parser)
     add_prometheus_arguments(parser)
 
@@ -31,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from diagnose.collect.run import collect_to_folder
     from diagnose.collect.sampler import CollectionInterrupted
+    from diagnose.commands.report import write_html
     from diagnose.derive.series import window_series
     from diagnose.errors import DoctorError
     from diagnose.exit_status import ExitStatus
@@ -76,8 +84,13 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(args.every)  # an unreachable server answers at once: don't spin
                 else:
                     report = diagnose(bundle, thresholds, source=args.url)
-                    view = report_renderable(report, series=window_series(bundle, thresholds))
-                    live.update(Group(Text(f"{stamp}  window {shown + 1}", style="dim"), view))
+                    series = window_series(bundle, thresholds)
+                    head = f"{stamp}  window {shown + 1}"
+                    if args.html is not None:
+                        said = write_html(args.html, report, bundle, thresholds, series=series, quiet=True)
+                        head += f" · {said}"
+                    view = report_renderable(report, series=series)
+                    live.update(Group(Text(head, style="dim"), view))
                 shown += 1
         except CollectionInterrupted as stop:
             # Ctrl-C (or SIGTERM) is how watch ends: the window cut short is shown, marked, and exit 130.

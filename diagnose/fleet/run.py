@@ -123,8 +123,11 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
     return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
 
 
-def write_fleet_html(path: Path, report: FleetReport, thresholds: Thresholds | None) -> None:
-    """The fleet report as one HTML file (diagnose/render/fleet_html.py), then where, in one line."""
+def write_fleet_html(
+    path: Path, report: FleetReport, thresholds: Thresholds | None, *, quiet: bool = False
+) -> str:
+    """The fleet report as one HTML file (diagnose/render/fleet_html.py); where, in one line on stderr
+    unless `quiet`, and returned."""
     import sys
 
     from diagnose.commands.report import write_page
@@ -133,11 +136,13 @@ def write_fleet_html(path: Path, report: FleetReport, thresholds: Thresholds | N
     series = fleet_series(report, thresholds)
     page = render_fleet_html(report, series)
     target = write_page(path, page)
-    print(
+    said = (
         f"HTML fleet report written to {target} ({len(page.encode()) / 1024:.0f} KB, "
-        f"{len(series)} of {len(report.replicas)} replicas charted)",
-        file=sys.stderr,
+        f"{len(series)} of {len(report.replicas)} replicas charted)"
     )
+    if not quiet:
+        print(said, file=sys.stderr)
+    return said
 
 
 def run_watch(
@@ -172,9 +177,10 @@ def run_watch(
                         selector=args.selector,
                         thresholds=thresholds,
                     )
-                    live.update(
-                        Group(Text(f"{stamp}  refresh {shown + 1}", style="dim"), fleet_renderable(report))
-                    )
+                    head = f"{stamp}  refresh {shown + 1}"
+                    if getattr(args, "html", None) is not None:
+                        head += f" · {write_fleet_html(args.html, report, thresholds, quiet=True)}"
+                    live.update(Group(Text(head, style="dim"), fleet_renderable(report)))
                 except DoctorError as err:
                     if err.status == ExitStatus.USAGE:
                         raise
@@ -185,5 +191,6 @@ def run_watch(
                 if args.windows is None or shown < args.windows:
                     sleep(args.every)
         except KeyboardInterrupt:
-            pass
+            # Ctrl-C (or SIGTERM) is how watch ends, as with --url: the last refresh stays shown, exit 130.
+            return int(ExitStatus.INTERRUPTED)
     return int(ExitStatus.OK)
