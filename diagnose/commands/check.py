@@ -16,6 +16,7 @@ from diagnose.fleet.args import add_prometheus_arguments
 from diagnose.units import positive_duration
 
 if TYPE_CHECKING:
+    from diagnose.derive.series import WindowSeries
     from diagnose.progress import StepReporter
     from diagnose.readings import Bundle
     from diagnose.report import Report
@@ -76,13 +77,13 @@ def show_report(
     generated_load: dict | None = None,
     bundle: Bundle | None = None,
     thresholds: Thresholds | None = None,
-    progress: StepReporter | None = None,
+    series: WindowSeries | None = None,
 ) -> None:
     """Prints a report for a person (rich) or a program (JSON); `demo` prints through this too.
 
     `generated_load` is the stress report of load rerank-doctor drove itself: its seed and the prefix-cache
-    hit ratio it met are stated under the report (JSON readers find them in stress.json). With the bundle,
-    the text report carries the window's sparklines.
+    hit ratio it met are stated under the report (JSON readers find them in stress.json). With the bundle
+    (or its `series`, computed already), the text report carries the window's sparklines.
     """
     from rich.console import Console
 
@@ -93,7 +94,8 @@ def show_report(
     if as_json:
         print(render_json(report))
     else:
-        series = window_series(bundle, thresholds, progress) if bundle is not None else None
+        if series is None and bundle is not None:
+            series = window_series(bundle, thresholds)
         Console().print(report_renderable(report, series=series))
         if generated_load is not None:
             from diagnose.stress.render import generated_load_text
@@ -122,10 +124,14 @@ def run(args: argparse.Namespace) -> int:
             ExitStatus.USAGE,
         )
     if args.bundle is not None:
+        from diagnose.bundle import read_bundle
         from diagnose.commands.output import bundle_progress
 
+        # The progress line ends before the report is printed: every pass over the dumps is inside it.
         with bundle_progress(args.bundle, quiet=args.quiet or args.json) as progress:
-            return _report(args, thresholds, progress)
+            bundle = read_bundle(args.bundle, progress)
+            report, series = _diagnosed(args, bundle, thresholds, str(args.bundle), progress)
+        return _shown(args, report, bundle, series, interrupted=False)
     else:
         from diagnose.urls import base_url
 
@@ -180,41 +186,46 @@ def run(args: argparse.Namespace) -> int:
                 (first.fix if first and first.fix else "check the URL and that vLLM is running"),
                 status=ExitStatus.UNREACHABLE,
             )
-    return _report(args, thresholds, None, bundle, interrupted)
+    report, series = _diagnosed(args, bundle, thresholds, args.url, None)
+    return _shown(args, report, bundle, series, interrupted)
 
 
-def _report(
+def _diagnosed(
     args: argparse.Namespace,
+    bundle: Bundle,
     thresholds: Thresholds,
+    source: str,
     progress: StepReporter | None,
-    bundle: Bundle | None = None,
-    interrupted: bool = False,
-) -> int:
-    """Diagnoses the window (a bundle read here from --from, or the one just collected), writes and prints
-    the report; the exit status."""
-    from diagnose.exit_status import ExitStatus
+) -> tuple[Report, WindowSeries | None]:
+    """The report, the HTML file when asked, and the series the terminal view draws (None for --json)."""
+    from diagnose.derive.series import window_series
     from diagnose.pipeline import diagnose
-    from diagnose.report import Severity
 
-    if bundle is None:
-        from diagnose.bundle import read_bundle
-
-        bundle = read_bundle(args.bundle, progress)
-        source = str(args.bundle)
-    else:
-        source = args.url
     report = diagnose(bundle, thresholds, source=source, progress=progress)
+    series = window_series(bundle, thresholds, progress) if args.html is not None or not args.json else None
     if args.html is not None:
         from diagnose.commands.report import write_html
 
-        write_html(args.html, report, bundle, thresholds, progress)
+        write_html(args.html, report, bundle, thresholds, series=series)
+    return report, series
+
+
+def _shown(
+    args: argparse.Namespace,
+    report: Report,
+    bundle: Bundle,
+    series: WindowSeries | None,
+    interrupted: bool,
+) -> int:
+    """Prints the report; the exit status."""
+    from diagnose.exit_status import ExitStatus
+    from diagnose.report import Severity
+
     show_report(
         report,
         as_json=args.json,
         generated_load=bundle.stress if args.stress is not None else None,
-        bundle=bundle,
-        thresholds=thresholds,
-        progress=progress,
+        series=series,
     )
     if interrupted:
         return int(ExitStatus.INTERRUPTED)
