@@ -106,6 +106,15 @@ class SocketCensus:
     port: int | None
     port_states: dict[str, int] = field(default_factory=dict)
     host_states: dict[str, int] = field(default_factory=dict)
+    # TIME_WAIT sockets on the port closed in the last RECENT_CLOSE_S (their 60 s timer has more than
+    # 60 - RECENT_CLOSE_S left): connections closed per RECENT_CLOSE_S, so an ongoing flood is told from
+    # one that ended before the window. None where the census cannot see timers (/proc, `ss -tan` files).
+    port_time_wait_recent: int | None = None
+
+
+# The look-back of SocketCensus.port_time_wait_recent: the census runs every 5 s, so consecutive censuses
+# cover the whole window without a gap.
+RECENT_CLOSE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,12 +11,14 @@ import collections
 import json
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from diagnose.collect.sockets import (
+    DiagCounts,
     NetlinkError,
     SocketSource,
     count_diag_replies,
@@ -24,7 +26,7 @@ from diagnose.collect.sockets import (
     parse_sockstat,
     parse_ss_s,
 )
-from diagnose.readings import CollectorIssue, SocketCensus
+from diagnose.readings import RECENT_CLOSE_S, CollectorIssue, SocketCensus
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sockets"
 
@@ -132,6 +134,21 @@ def test_live_census_counts_this_tests_sockets_on_its_port(loopback_port: int) -
     assert source.method in ("netlink", "proc")
 
 
+def test_live_census_tells_time_wait_closed_just_now_from_older(loopback_port: int) -> None:
+    # The fixture's 3 TIME_WAIT sockets closed a moment ago; 5.5 s later they are still in TIME_WAIT (for
+    # 60 s) but no longer recent. The kernel's timers, not a clock of ours: no margin is at stake but the
+    # 5 s look-back itself, and the census runs within ms of the sockets' close.
+    source = SocketSource(netlink=True)
+    now = source.census(loopback_port)
+    assert isinstance(now, SocketCensus) and source.method == "netlink"
+    assert now.port_time_wait_recent == 3
+    time.sleep(RECENT_CLOSE_S + 0.5)
+    later = source.census(loopback_port)
+    assert isinstance(later, SocketCensus)
+    assert later.port_states["TIME_WAIT"] == 3 and later.port_time_wait_recent == 0
+    assert SocketSource(netlink=False).census(loopback_port).port_time_wait_recent is None  # /proc: unknown
+
+
 def test_netlink_and_proc_files_give_the_same_port_census(loopback_port: int) -> None:
     via_netlink = SocketSource(netlink=True).census(loopback_port)
     via_proc = SocketSource(netlink=False).census(loopback_port)
@@ -178,9 +195,11 @@ def test_unreadable_proc_is_an_issue_with_a_fix(tmp_path: Path) -> None:
 # -- the netlink reply counter (pure) ----------------------------------------------------------------
 
 
-def _reply(state: int, sport: int, dport: int, extra: int = 0, kind: int = 18) -> bytes:
-    """One inet_diag reply: nlmsghdr, inet_diag_msg (family, state, timer, retrans, sockid, ...), attrs."""
+def _reply(state: int, sport: int, dport: int, extra: int = 0, kind: int = 18, left_ms: int = 0) -> bytes:
+    """One inet_diag reply: nlmsghdr, inet_diag_msg (family, state, timer, retrans, sockid, expires, the
+    queues, uid, inode), attrs. `left_ms` is idiag_expires: a TIME_WAIT socket's time left, in ms."""
     body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + struct.pack(">HH", sport, dport)
+    body += bytes(52 - len(body)) + struct.pack("=I", left_ms)
     body += bytes(72 - len(body)) + bytes(extra)
     return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
 
@@ -189,26 +208,33 @@ _DONE = struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0)
 
 
 def test_uniform_and_mixed_buffers_count_the_same() -> None:
-    sockets = [(6, 40000 + i, 8000) for i in range(50)] + [(6, 40100 + i, 9000) for i in range(30)]
-    sockets += [(1, 8000, 50000), (10, 8000, 0)]
+    # TIME_WAIT on the port with 0-59.9 s left on the timer: those above 55 s closed in the last 5 s
+    # (55,000 ms is 0xD6D8: the bytes just around it, 0xD6xx and 0xD7xx, are covered both ways).
+    left = [59_900, 55_001, 55_000, 54_999, 55_256, 0xD7_00, 0xD6_FF, 30_000, 1, 0]
+    recent = sum(ms > 55_000 for ms in left * 5)
+    sockets = [(6, 40000 + i, 8000, 0, 18, left[i % 10]) for i in range(50)]
+    sockets += [(6, 40100 + i, 9000, 0, 18, 59_000) for i in range(30)]  # another port's: not counted
+    sockets += [(1, 8000, 50000, 0, 18, 59_000), (10, 8000, 0)]  # not TIME_WAIT: not counted
     # Uniform: every message the same size, DONE at the end of the last buffer.
     uniform = [b"".join(_reply(*s) for s in sockets[:40]), b"".join(_reply(*s) for s in sockets[40:]) + _DONE]
     # Mixed: one message in each buffer carries an attribute, so every buffer is walked one by one.
     mixed = [
-        _reply(*sockets[0], extra=8) + b"".join(_reply(*s) for s in sockets[1:40]),
-        _reply(*sockets[40], extra=8) + b"".join(_reply(*s) for s in sockets[41:]),
+        _reply(*sockets[0][:3], extra=8, left_ms=sockets[0][5]) + b"".join(_reply(*s) for s in sockets[1:40]),
+        _reply(*sockets[40][:3], extra=8, left_ms=sockets[40][5])
+        + b"".join(_reply(*s) for s in sockets[41:]),
         _DONE,
     ]
     expected_port = {6: 50, 1: 1, 10: 1}
     expected_host = {6: 80, 1: 1, 10: 1}
-    assert count_diag_replies(uniform, 8000) == (expected_port, expected_host, True)
-    assert count_diag_replies(mixed, 8000) == (expected_port, expected_host, True)
-    assert count_diag_replies(uniform, None) == ({}, expected_host, True)
+    assert recent == 5 * 5  # 59,900, 55,001, 55,256, 0xD700 and 0xD6FF, five times each
+    assert count_diag_replies(uniform, 8000) == DiagCounts(expected_port, expected_host, True, recent)
+    assert count_diag_replies(mixed, 8000) == DiagCounts(expected_port, expected_host, True, recent)
+    assert count_diag_replies(uniform, None) == DiagCounts({}, expected_host, True, 0)
 
 
 def test_dump_cut_short_is_reported_as_not_done() -> None:
-    ports, host, done = count_diag_replies([_reply(6, 1, 8000) * 3], 8000)
-    assert (ports, host, done) == ({6: 3}, {6: 3}, False)
+    counts = count_diag_replies([_reply(6, 1, 8000) * 3], 8000)
+    assert counts == DiagCounts({6: 3}, {6: 3}, False, 0)
 
 
 def test_kernel_error_reply_raises_netlink_error() -> None:

@@ -15,7 +15,9 @@ FLAGS = ("flags.txt", "server_flags_and_load.txt")
 
 # Written by rerank-doctor only; optional when reading.
 GPU_PROCESSES = "gpu-processes.csv"  # t_unix,gpu_index,pid,used_mib
-SOCKETS = "sockets.csv"  # t_unix,port,scope,state,count — scope "port" (serving port) or "host"
+# t_unix,port,scope,state,count — scope "port" (serving port), "host", or "port_recent" (TIME_WAIT on the
+# port closed in the last readings.RECENT_CLOSE_S, from the netlink census's timers)
+SOCKETS = "sockets.csv"
 SERVER = "server.json"  # ServerInfo: /health, /version, /v1/models
 ISSUES = "issues.json"  # CollectorIssue list: why something is missing
 STRESS = "stress.json"  # the client's view from `rerank-doctor stress` over the same window

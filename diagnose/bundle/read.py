@@ -6,6 +6,7 @@ missing and why) rather than an error, except a folder with nothing usable in it
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,7 @@ def _dict_rows(path: Path, issues: list[CollectorIssue], collector: str) -> list
 
 def _read_sockets(path: Path, issues: list[CollectorIssue]) -> list[SocketCensus]:
     by_time: dict[float, SocketCensus] = {}
+    recent: dict[float, int] = {}  # scope "port_recent" rows (layout.SOCKETS)
     problems = Problems(path.name)
     for line_no, row in _dict_rows(path, issues, "sockets"):
         try:
@@ -149,10 +151,17 @@ def _read_sockets(path: Path, issues: list[CollectorIssue]) -> list[SocketCensus
             problems.add(f"line {line_no}", "no time or no count; row skipped")
             continue
         census = by_time.setdefault(when, SocketCensus(t_unix=when, port=port or None))
-        target = census.port_states if row.get("scope") == "port" else census.host_states
+        scope = (row.get("scope") or "").strip()
+        if scope == "port_recent":
+            recent[when] = count
+            continue
+        target = census.port_states if scope == "port" else census.host_states
         target[(row.get("state") or "?").strip() or "?"] = count
     _add(issues, problems.issue("input", "those rows are left out of the socket census"))
-    return [by_time[t] for t in sorted(by_time)]
+    return [
+        replace(by_time[t], port_time_wait_recent=recent[t]) if t in recent else by_time[t]
+        for t in sorted(by_time)
+    ]
 
 
 def _read_gpu_processes(path: Path, issues: list[CollectorIssue]) -> list[GpuProcessMemory]:

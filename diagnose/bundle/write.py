@@ -124,6 +124,9 @@ class BundleWriter:
         for scope, states in (("port", census.port_states), ("host", census.host_states)):
             for state, count in sorted(states.items()):
                 handle.write(f"{census.t_unix:.3f},{port},{scope},{state},{count}\n")
+        if census.port_time_wait_recent is not None:
+            # Scope "port_recent": TIME_WAIT on the port closed in the last RECENT_CLOSE_S (layout.SOCKETS).
+            handle.write(f"{census.t_unix:.3f},{port},port_recent,TIME_WAIT,{census.port_time_wait_recent}\n")
         handle.flush()
 
     def set_sockstat_text(self, text: str) -> None:

@@ -24,12 +24,14 @@ import collections
 import re
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from diagnose.bundle.sockstat import parse_sockstat, parse_ss_s
-from diagnose.readings import CollectorIssue, SocketCensus, TcpTotals
+from diagnose.readings import RECENT_CLOSE_S, CollectorIssue, SocketCensus, TcpTotals
 
 # Re-exported: tests and callers import the host-wide parsers from here too.
 __all__ = ["SocketSource", "TcpTotals", "parse_proc_net_tcp", "parse_sockstat", "parse_ss_s"]
@@ -98,6 +100,7 @@ def parse_proc_net_tcp(text: str, port: int | None) -> tuple[dict[str, int], dic
 # ---------------------------------------------------------------------------------------------------
 
 _NLMSG_HDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_EXPIRES = struct.Struct("=I")
 _NLMSG_ERROR = 2
 _NLMSG_DONE = 3
 _TCPDIAG_GETSOCK = 18
@@ -106,26 +109,46 @@ _TCPDIAG_GETSOCK = 18
 _STATE_AT = 17
 _SPORT_AT = 20
 _DPORT_AT = 22
-_COLUMNS_AT = (_STATE_AT, _SPORT_AT, _SPORT_AT + 1, _DPORT_AT, _DPORT_AT + 1)
+# ... then the 48-byte sockid ends at 68, where idiag_expires (u32, host byte order) begins: for a
+# TIME_WAIT socket, the milliseconds its 60 s timer has left (inet_twsk_diag_fill).
+_EXPIRES_AT = 68
+_MESSAGE_MIN = 16 + 72  # nlmsghdr + inet_diag_msg
+_TIME_WAIT = 6
+_TIME_WAIT_MS = 60_000  # TCP_TIMEWAIT_LEN
+# A TIME_WAIT socket closed less than RECENT_CLOSE_S ago has more than this left on its timer.
+_RECENT_LEFT_MS = int(_TIME_WAIT_MS - RECENT_CLOSE_S * 1000)
+# The expires bytes from least to most significant, whatever the host's byte order.
+_EXPIRES_BYTES = tuple(range(_EXPIRES_AT, _EXPIRES_AT + 4))[:: 1 if sys.byteorder == "little" else -1]
+_COLUMNS_AT = (_STATE_AT, _SPORT_AT, _SPORT_AT + 1, _DPORT_AT, _DPORT_AT + 1, *_EXPIRES_BYTES)
 _ZERO_ALL = bytes(256)
 
 
-def _flags_where(column: bytes, value: int) -> int:
-    """An int with one set bit per row whose byte equals `value`: translate maps that byte to 0x01 and
-    every other byte to 0x00 (one C pass), so ANDs and bit_count() count rows without a Python loop."""
+def _flags_where(column: bytes, value: int | range) -> int:
+    """An int with one set bit per row whose byte equals `value` (or lies in it): translate maps those
+    bytes to 0x01 and every other byte to 0x00 (one C pass), so ANDs and bit_count() count rows without a
+    Python loop. Bit 8*i is row i."""
     table = bytearray(_ZERO_ALL)
-    table[value] = 1
+    for byte in [value] if isinstance(value, int) else value:
+        table[byte] = 1
     return int.from_bytes(column.translate(table), "little")
+
+
+@dataclass(frozen=True, slots=True)
+class DiagCounts:
+    """What one sock_diag dump counted, by numeric state."""
+
+    ports: dict[int, int]
+    host: dict[int, int]
+    done: bool  # the dump reached NLMSG_DONE (a census cut short is not a census)
+    port_time_wait_recent: int  # TIME_WAIT on the port closed in the last RECENT_CLOSE_S
 
 
 class NetlinkError(Exception):
     """The kernel answered the sock_diag request with an error."""
 
 
-def count_diag_replies(
-    buffers: Iterable[bytes], port: int | None
-) -> tuple[dict[int, int], dict[int, int], bool]:
-    """(port_counts, host_counts, done) by numeric state, from the raw replies of a sock_diag dump.
+def count_diag_replies(buffers: Iterable[bytes], port: int | None) -> DiagCounts:
+    """The census by numeric state, from the raw replies of a sock_diag dump.
 
     The replies come in buffers of ~32 KB holding ~340 messages each. Most buffers hold messages of
     one size (every TIME_WAIT socket's reply is alike), so those buffers are set aside by size, joined,
@@ -136,8 +159,10 @@ def count_diag_replies(
     ports: collections.Counter[int] = collections.Counter()
     host: collections.Counter[int] = collections.Counter()
     port_be = port.to_bytes(2, "big") if port is not None else None
-    # Columns cut from buffers made only of same-size messages: states, local port hi/lo, remote hi/lo.
-    columns: tuple[list[bytes], ...] = ([], [], [], [], [])
+    # Columns cut from buffers made only of same-size messages: states, local port hi/lo, remote hi/lo,
+    # and the timer's four bytes from least to most significant.
+    columns: tuple[list[bytes], ...] = tuple([] for _ in _COLUMNS_AT)
+    recent = 0
     done = False
     for buf in buffers:
         end = len(buf)
@@ -151,7 +176,7 @@ def count_diag_replies(
                 errno = -struct.unpack_from("=i", buf, off + 16)[0] if mlen >= 20 else 0
                 raise NetlinkError(f"sock_diag answered errno {errno}")
             step = (mlen + 3) & ~3
-            if step < 24:
+            if step < _MESSAGE_MIN:
                 raise NetlinkError(f"sock_diag message of {mlen} bytes is too short")
             # At a buffer's start only: is the buffer one run of same-size replies (up to a final DONE)?
             # Trying at every message would rescan the rest of the buffer each time.
@@ -170,13 +195,14 @@ def count_diag_replies(
                 buf[off + _DPORT_AT : off + _DPORT_AT + 2],
             ):
                 ports[state] += 1
+                if state == _TIME_WAIT and _EXPIRES.unpack_from(buf, off + _EXPIRES_AT)[0] > _RECENT_LEFT_MS:
+                    recent += 1
             off += step
         if done:
             break
     if columns[0]:
-        states, local_hi, local_lo, remote_hi, remote_lo = (b"".join(column) for column in columns)
-        _count_columns(states, local_hi, local_lo, remote_hi, remote_lo, port_be, ports, host)
-    return dict(ports), dict(host), done
+        recent += _count_columns([b"".join(column) for column in columns], port_be, ports, host)
+    return DiagCounts(dict(ports), dict(host), done, recent)
 
 
 def _is_done(buf: bytes, at: int) -> bool:
@@ -200,33 +226,41 @@ def _uniform(buf: bytes, stop: int, step: int, mtype: int) -> bool:
 
 
 def _count_columns(
-    states: bytes,
-    local_hi: bytes,
-    local_lo: bytes,
-    remote_hi: bytes,
-    remote_lo: bytes,
+    columns: list[bytes],
     port_be: bytes | None,
     ports: collections.Counter[int],
     host: collections.Counter[int],
-) -> None:
-    """Counts sockets from columns: row i of every argument is socket i."""
+) -> int:
+    """Counts sockets from the columns of _COLUMNS_AT (row i of each is socket i); returns how many
+    TIME_WAIT sockets on the port closed in the last RECENT_CLOSE_S."""
+    states, local_hi, local_lo, remote_hi, remote_lo, expires_0, expires_1, expires_2, expires_3 = columns
     # bytes.count per known state is a C scan each; Counter(states) would touch a dict per socket.
     present = {code: n for code in TCP_STATES if (n := states.count(code))}
     if sum(present.values()) != len(states):  # a state this table does not know: count them all
         present = dict(collections.Counter(states))
     host.update(present)
     if port_be is None:
-        return
+        return 0
     hi, lo = port_be
     on_port = (_flags_where(local_hi, hi) & _flags_where(local_lo, lo)) | (
         _flags_where(remote_hi, hi) & _flags_where(remote_lo, lo)
     )
     if not on_port:
-        return
+        return 0
     for state in present:
         hits = (_flags_where(states, state) & on_port).bit_count()
         if hits:
             ports[state] += hits
+    if _TIME_WAIT not in present:
+        return 0
+    # More than _RECENT_LEFT_MS (< 65,536) left: the two high bytes are 0, and the low 16 bits exceed it,
+    # i.e. the second byte is above its high byte, or equal to it with the low byte above its low byte.
+    limit_hi, limit_lo = divmod(_RECENT_LEFT_MS, 256)
+    small = _flags_where(expires_3, 0) & _flags_where(expires_2, 0)
+    above = _flags_where(expires_1, range(limit_hi + 1, 256)) | (
+        _flags_where(expires_1, limit_hi) & _flags_where(expires_0, range(limit_lo + 1, 256))
+    )
+    return (_flags_where(states, _TIME_WAIT) & on_port & small & above).bit_count()
 
 
 def _diag_request() -> bytes:
@@ -296,10 +330,16 @@ class SocketSource:
             replies: Iterable[bytes] = ()
             try:
                 replies = self._dump()
-                port_counts, host_counts, done = count_diag_replies(replies, port)
-                if done:
+                counts = count_diag_replies(replies, port)
+                if counts.done:
                     self.method = "netlink"
-                    return SocketCensus(self._clock(), port, _named(port_counts), _named(host_counts))
+                    return SocketCensus(
+                        self._clock(),
+                        port,
+                        _named(counts.ports),
+                        _named(counts.host),
+                        counts.port_time_wait_recent if port is not None else None,
+                    )
             except (OSError, NetlinkError):
                 pass
             finally:

@@ -2,7 +2,9 @@
 
 Each closed TCP connection sits in TIME_WAIT for 60 s on Linux, so TIME_WAIT ≈ calls per minute means
 no connection is reused: every call pays a TCP (and TLS) handshake, and at ~28 k sockets the client runs
-out of ephemeral ports. Only the serving port's own count is judged: host-wide TIME_WAIT can come from
+out of ephemeral ports. Where the census read the kernel's TIME_WAIT timers, the pile is judged by what the
+window's own closes keep up: a pile left by a flood that ended before the window is stated, not blamed.
+Only the serving port's own count is judged: host-wide TIME_WAIT can come from
 anything on the host (DESIGN §2); when only a host-wide count exists (a hand-run `ss -s`), it is used
 at lower confidence, capped at a warning, and the finding says why.
 """
@@ -47,6 +49,15 @@ class ConnectionsRule(Rule):
         if severity == Severity.OK:
             return None  # connections are reused (or traffic is light): not a fault
         port = f" {ev.sockets.serving_port}" if ev.sockets.serving_port else ""
+        closing = ev.sockets.time_wait_closed_per_s_max
+        if closing is not None:
+            # The pile the window's own closes keep up (steady state: 60 s of them). A pile far above it
+            # was left by connections closed before the window: it binds nothing now.
+            kept_up = closing * TIME_WAIT_S
+            now = ladder(min(tw, kept_up), t["time_wait_warning"], t["time_wait_critical"])
+            if now == Severity.OK:
+                return self._left_over(ev, tw, closing, port)
+            severity = now
         reuse = ""
         share: float | None = None
         if ev.traffic.calls_per_s:
@@ -65,12 +76,30 @@ class ConnectionsRule(Rule):
             numbers=pick(
                 ev,
                 Sockets.time_wait_on_port_max,
+                Sockets.time_wait_closed_per_s_max,
                 Sockets.established_on_port_max,
                 Traffic.calls_per_s,
                 Sockets.serving_port,
             ),
             # How close to "no connection reused at all" (1.0); unknown without the call rate.
             utilization=None if share is None else min(share, 1.0),
+            suggestions=[KEEP_ALIVE],
+        )
+
+    def _left_over(self, ev: Evidence, tw: float, closing: float, port: str) -> Finding:
+        """TIME_WAIT high, but the window's closes could not keep it up: a flood that has ended."""
+        return self.finding(
+            severity=Severity.INFO,
+            title=f"TIME_WAIT on port{port}: {count(tw)} sockets left from before the window — "
+            f"{closing:.1f} closed per second during it",
+            detail=f"{count(tw)} sockets on the serving port were in TIME_WAIT, but during the window only "
+            f"{closing:.1f} connections a second were closed (the kernel's TIME_WAIT timers say how long ago "
+            f"each closed), which would keep {count(closing * TIME_WAIT_S)} in TIME_WAIT. The pile is from "
+            "connections closed before the window (each stays 60 s): whatever opened them has stopped, "
+            "so it does not bind now. If it recurs, keep connections alive.",
+            numbers=pick(
+                ev, Sockets.time_wait_on_port_max, Sockets.time_wait_closed_per_s_max, Traffic.calls_per_s
+            ),
             suggestions=[KEEP_ALIVE],
         )
 
