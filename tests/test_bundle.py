@@ -62,7 +62,9 @@ def test_round_trip_keeps_every_reading(tmp_path: Path) -> None:
             ),
             ProcessSample(100.0, 0, 0, "HOST_TOTAL", 50.0, 2048.0, "host"),
         ],
-        sockets=[SocketCensus(100.0, 8000, {"TIME_WAIT": 30000, "ESTABLISHED": 4}, {"TIME_WAIT": 30010}, 412)],
+        sockets=[
+            SocketCensus(100.0, 8000, {"TIME_WAIT": 30000, "ESTABLISHED": 4}, {"TIME_WAIT": 30010}, 412)
+        ],
         server=ServerInfo(
             url="http://127.0.0.1:8000", healthy=True, version="0.32.0", model_id="m", max_model_len=2048
         ),

@@ -146,9 +146,29 @@ def test_engine_core_busy_with_nothing_waiting_is_info_not_a_fault():
 
 
 def test_engine_core_busy_behind_a_hot_api_server_is_only_noted_as_next():
-    finding = analyze(CORE, engine_core_cpu_mean_pct=96.0, waiting_max=50.0, api_server_cpu_mean_pct=104.0)
+    # The API server limits: calls spend 0.5 s in the frontend for 22 ms in the engine.
+    finding = analyze(
+        CORE, engine_core_cpu_mean_pct=96.0, waiting_max=50.0, api_server_cpu_mean_pct=104.0, http_mean_s=0.5
+    )
     assert finding is not None and finding.severity == Severity.INFO
     assert "next limit" in finding.title
+
+
+def test_engine_core_binds_when_the_queue_is_in_the_engine_whatever_the_api_servers_cpu():
+    # The H200 recording (8 API servers, churn at 200 calls/s of 20 documents): API servers at 113 % each,
+    # EngineCore at 112 %, 87,089 waiting, queue 13.1 s + inference 0.1 s, HTTP 13.2 s (1.0x).
+    finding = analyze(
+        CORE,
+        engine_core_cpu_mean_pct=112.0,
+        waiting_max=87089.0,
+        api_server_cpu_mean_pct=113.0,
+        queue_mean_s=13.1,
+        inference_mean_s=0.099,
+        e2e_mean_s=13.3,
+        http_mean_s=13.2,
+    )
+    assert finding is not None and finding.severity == Severity.CRITICAL
+    assert "requests wait in the engine's queue" in finding.detail
 
 
 def test_engine_core_below_the_busy_line_is_ok():

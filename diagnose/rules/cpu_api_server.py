@@ -20,25 +20,11 @@ from diagnose.derive.sections.latency import Latency
 from diagnose.derive.sections.traffic import Traffic
 from diagnose.derive.versions import renderer_advice
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Rule, current_flag, ladder, pct, pick, secs, times
+from diagnose.rules.base import Rule, current_flag, frontend_ratio, ladder, pct, pick, secs, times
 from diagnose.thresholds import Thresholds
 
 # Renderer (tokenizer) threads per API server to propose where the version has them.
 RENDERER_WORKERS = 4
-
-
-def frontend_ratio(ev: Evidence) -> tuple[float | None, str]:
-    """(latency over queue + inference, which latency was used): HTTP when known, else vLLM e2e."""
-    if ev.latency.queue_mean_s is None or ev.latency.inference_mean_s is None:
-        return None, ""
-    engine_s = ev.latency.queue_mean_s + ev.latency.inference_mean_s
-    if engine_s <= 0:
-        return None, ""
-    if ev.latency.http_mean_s is not None:
-        return ev.latency.http_mean_s / engine_s, "http"
-    if ev.latency.e2e_mean_s is not None:
-        return ev.latency.e2e_mean_s / engine_s, "e2e"
-    return None, ""
 
 
 class ApiServerCpuRule(Rule):

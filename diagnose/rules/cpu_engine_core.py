@@ -6,7 +6,9 @@ real scheduling work, and no flag splits one engine core: only more engines (dat
 add scheduling capacity.
 
 Not a fault: EngineCore busy while nothing waits (it keeps up), or busy because the API server is the
-limit and feeds it in bursts (cpu-api-server explains that; this rule then only notes it is next).
+limit and feeds it in bursts (cpu-api-server explains that; this rule then only notes it is next). The
+API server is the limit only when it adds latency before the engine: a hot API server with the queue
+inside the engine does not excuse the engine core.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from diagnose.derive.sections.scheduler import Scheduler
 from diagnose.derive.sections.shape import Shape
 from diagnose.derive.sections.traffic import Traffic
 from diagnose.report import Finding, Severity, Suggestion
-from diagnose.rules.base import Rule, current_flag, ladder, more_engines, pct, pick
+from diagnose.rules.base import Rule, current_flag, frontend_ratio, ladder, more_engines, pct, pick
 from diagnose.thresholds import Thresholds
 
 
@@ -52,7 +54,12 @@ class EngineCoreCpuRule(Rule):
             else ev.cpu.api_server_cpu_metrics_pct
         )
         head = f"VLLM::EngineCore used {pct(cpu)} of one core on average"
-        if api is not None and api >= t["api_server_hot_pct"]:
+        # A hot API server limits first only when it adds latency before the engine (HTTP >> queue +
+        # inference); with the queue inside the engine, requests wait on the scheduler, whatever the API
+        # servers' CPU (H200, 8 API servers at 113 % each, EngineCore 112 %, 87,000 waiting).
+        ratio, _ = frontend_ratio(ev)
+        frontend_adds = ratio is None or ratio >= thresholds.of("cpu-api-server")["frontend_ratio_warning"]
+        if api is not None and api >= t["api_server_hot_pct"] and frontend_adds:
             return self.finding(
                 severity=Severity.INFO,
                 title=f"Engine core busy too ({pct(cpu)}): the next limit once the API server is relieved",
@@ -83,7 +90,15 @@ class EngineCoreCpuRule(Rule):
             # Capped by relevance: a busy core with a short queue is at most as bad as its queue.
             severity, confidence = Severity(min(busy, waiting)), "high"
             queue = f"Up to {ev.scheduler.waiting_max:.0f} requests waited at a scrape."
-        api_text = f" API servers are not hot ({pct(api)})." if api is not None else ""
+        if api is None:
+            api_text = ""
+        elif api >= t["api_server_hot_pct"]:
+            api_text = (
+                f" The API servers are busy too ({pct(api)} of a core) but add no latency before the engine "
+                f"(HTTP mean {ratio:.1f}× queue + inference): requests wait in the engine's queue."
+            )
+        else:
+            api_text = f" API servers are not hot ({pct(api)})."
         return self.finding(
             severity=severity,
             title=f"Engine-core CPU-bound: VLLM::EngineCore at {pct(cpu)} of one core with requests waiting",
