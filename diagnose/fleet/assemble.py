@@ -39,6 +39,9 @@ from diagnose.readings import (
 # Labels Prometheus adds per target: not part of what vLLM served, left out of the rebuilt exposition.
 _TARGET_LABELS = frozenset({"__name__", "job", "namespace", "pod", "container", "endpoint", "service"})
 
+# The answers that carry counters and histograms (queries.py): their values at both ends of the window.
+CUMULATIVE_KEYS = ("cumulative", "mean_only")
+
 EXPORTER_FIX = (
     "deploy the exporter sidecar (`rerank-doctor export --url http://127.0.0.1:8000` in the vLLM pod, "
     "scraped with the same pod label): per-process CPU and sockets are not in Prometheus otherwise"
@@ -140,7 +143,7 @@ def assemble(
             r = replicas[name] = _Replica(name)
         return r
 
-    for s in answers.get("cumulative", []):
+    for s in (s for key in CUMULATIVE_KEYS for s in answers.get(key, [])):
         name, inst, key = _split(s.labels, replica_label)
         if name is None:
             continue
