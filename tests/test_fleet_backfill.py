@@ -26,6 +26,7 @@ from rich.console import Console
 
 from diagnose.bundle import read_bundle
 from diagnose.cli import main
+from diagnose.derive.evidence import build_evidence
 from diagnose.fleet.client import PrometheusClient
 from diagnose.fleet.render import fleet_renderable
 from diagnose.fleet.run import diagnose_fleet
@@ -122,6 +123,27 @@ def test_fleet_json_has_a_replica_entry_per_label_value_and_a_fleet_verdict(
     assert all(m["fix"] for m in lab["missing_sources"])
     # The H200 recordings carry their vLLM version through the exporter's rerank_doctor_info.
     assert any("0.26.0" in versions for versions in doc["versions"].values())
+
+
+# The Evidence sections read off the /metrics dumps (the rest come from GPU, process and socket logs,
+# flags.txt and ss -s, which Prometheus has only through the exporters).
+METRICS_SECTIONS = ("latency", "traffic", "shape", "scheduler")
+
+
+def test_every_number_check_from_reads_off_metrics_is_known_in_fleet_mode_too(fleet: Fleet) -> None:
+    """A number the recording's /metrics gives `check --from` must not be lost on the way through
+    Prometheus (a query that drops series, say: PromQL's `or` matches label sets without the name)."""
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
+    assert len(report.replicas) == len(fleet.paths)
+    for r in report.replicas:
+        path = fleet.paths[int(r.replica.removeprefix("rr-"))]
+        from_fleet, from_bundle = build_evidence(r.data.bundle), build_evidence(read_bundle(path))
+        for name in METRICS_SECTIONS:
+            ours = getattr(from_fleet, name).values()
+            lost = sorted(
+                k for k, v in getattr(from_bundle, name).values().items() if v is not None and ours[k] is None
+            )
+            assert not lost, (r.replica, path.name, name, lost)
 
 
 def test_the_number_of_queries_does_not_grow_with_the_fleet(fleet: Fleet) -> None:

@@ -4,8 +4,9 @@ The Bundle is what `collect` would have written on that replica, rebuilt from Pr
 - `dumps`: the first is every counter and histogram at the window's start, the last the same at its end,
   each stamped with the time Prometheus scraped it (so rates use the true span); between them, dumps
   that carry only the gauges, one per range-query step (the derivation takes gauges' max and mean over
-  every dump, and a reranker's gauges are mostly 0 at any one instant). The dumps are exposition text,
-  so the one parser (diagnose/metrics/exposition.py) reads them as it reads a live /metrics.
+  every dump, and a reranker's gauges are mostly 0 at any one instant). The dumps are built parsed
+  (exposition.PreParsedDump: the samples a parsed /metrics holds, under the same policy), since the
+  answers' JSON was already read once by the client; written as text they would only be parsed again.
 - `gpu`: dcgm-exporter's series (or our exporter's NVML series) at each step.
 - `processes` / `sockets`: our exporter's per-role CPU and serving-port census at each step.
 - `issues`: each source Prometheus lacks for this replica, with how to get it.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 from diagnose.fleet.client import Series
 from diagnose.fleet.window import Window
+from diagnose.metrics.exposition import LabelSet, PreParsedDump, parsed_from_samples
 from diagnose.readings import (
     HOST_TOTAL,
     Bundle,
@@ -36,6 +38,9 @@ from diagnose.readings import (
 
 # Labels Prometheus adds per target: not part of what vLLM served, left out of the rebuilt exposition.
 _TARGET_LABELS = frozenset({"__name__", "job", "namespace", "pod", "container", "endpoint", "service"})
+
+# The answers that carry counters and histograms (queries.py): their values at both ends of the window.
+CUMULATIVE_KEYS = ("cumulative", "mean_only")
 
 EXPORTER_FIX = (
     "deploy the exporter sidecar (`rerank-doctor export --url http://127.0.0.1:8000` in the vLLM pod, "
@@ -74,38 +79,29 @@ def _is_vllm(name: str) -> bool:
     return name.startswith(("vllm:", "vllm_"))
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _value_text(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    return "+Inf" if value == math.inf else ("-Inf" if value == -math.inf else repr(value))
-
-
 LabelKey = tuple[tuple[str, str], ...]
+Sample = tuple[str, LabelSet]  # (sample name, labels): one series of a rebuilt dump
 
 
-class _Texts:
-    """`name{labels}` text per label key, shared by every replica: replicas of one model expose the same
-    series, so each text is built once, and the exposition parser's own cache then hits as well."""
+class _Keys:
+    """(name, LabelSet) per label key, shared by every replica: replicas of one model expose the same
+    series, so each is sorted and stripped of the target labels once."""
 
     def __init__(self) -> None:
-        self._cache: dict[LabelKey, str] = {}
+        self._cache: dict[LabelKey, Sample] = {}
 
-    def get(self, key: LabelKey) -> str:
-        text = self._cache.get(key)
-        if text is None:
+    def get(self, key: LabelKey) -> Sample:
+        sample = self._cache.get(key)
+        if sample is None:
             name = ""
             pairs = []
             for k, v in key:
                 if k == "__name__":
                     name = v
                 elif k not in _TARGET_LABELS:
-                    pairs.append(f'{k}="{_escape(v)}"')
-            text = self._cache[key] = f"{name}{{{','.join(pairs)}}}"
-        return text
+                    pairs.append((k, v))
+            sample = self._cache[key] = (name, tuple(sorted(pairs)))
+        return sample
 
 
 def _split(labels: dict[str, str], replica_label: str) -> tuple[str | None, str, LabelKey]:
@@ -147,7 +143,7 @@ def assemble(
             r = replicas[name] = _Replica(name)
         return r
 
-    for s in answers.get("cumulative", []):
+    for s in (s for key in CUMULATIVE_KEYS for s in answers.get(key, [])):
         name, inst, key = _split(s.labels, replica_label)
         if name is None:
             continue
@@ -184,8 +180,8 @@ def assemble(
         if name in kept:
             kept[name].dcgm.append(s)
     _per_replica_values(kept, answers, replica_label, window)
-    texts = _Texts()
-    return [_finish(r, window, replica_label, texts) for _, r in sorted(kept.items())]
+    keys = _Keys()
+    return [_finish(r, window, replica_label, keys) for _, r in sorted(kept.items())]
 
 
 def _per_replica_values(
@@ -219,23 +215,22 @@ def _per_replica_values(
             kept[name].data.container_cpu_cores[container] = s.points[0][1]
 
 
-def _finish(r: _Replica, window: Window, label: str, texts: _Texts) -> ReplicaData:
+def _finish(r: _Replica, window: Window, label: str, keys: _Keys) -> ReplicaData:
     data = r.data
     targets = r.vllm_instances or r.http_instances
     # One vLLM target per replica is the rule; with several, `instance` keeps their series apart.
     several = len(targets) > 1
 
-    def series(inst: str, key: LabelKey) -> str:
-        return texts.get((*key, ("instance", inst)) if several else key)
+    def series(inst: str, key: LabelKey) -> Sample:
+        return keys.get((*key, ("instance", inst)) if several else key)
 
-    def cumulative(values: list[tuple[str, LabelKey, float]]) -> dict[str, str]:
+    def cumulative(values: list[tuple[str, LabelKey, float]]) -> dict[Sample, float]:
         out = {}
         for inst, key, v in values:
             # http_* and process_* are any Python server's: only the vLLM targets' own count.
             if inst not in targets and not _is_vllm(dict(key).get("__name__", "")):
                 continue
-            text = series(inst, key)
-            out[text] = f"{text} {_value_text(v)}"
+            out[series(inst, key)] = v
         return out
 
     t_first = data.first_scrape_unix if data.first_scrape_unix is not None else window.start_unix
@@ -244,9 +239,9 @@ def _finish(r: _Replica, window: Window, label: str, texts: _Texts) -> ReplicaDa
     last = cumulative(r.end)
     # Gauge points: those at or before the first scrape join the first dump, those at or after the last
     # join the last, the others are dumps of their own (gauges only).
-    middle: dict[float, dict[str, str]] = {}
+    middle: dict[float, dict[Sample, float]] = {}
     for inst, key, points in r.gauges:
-        text = series(inst, key)
+        sample = series(inst, key)
         for t, v in points:
             if t <= t_first and first:
                 into = first
@@ -254,23 +249,24 @@ def _finish(r: _Replica, window: Window, label: str, texts: _Texts) -> ReplicaDa
                 into = last
             else:
                 into = middle.setdefault(t, {})
-            into[text] = f"{text} {_value_text(v)}"
+            into[sample] = v
     for info in r.info:
         if info.get("__name__", "").startswith("rerank_doctor"):
             data.vllm_version = info.get("vllm_version") or data.vllm_version
             data.model_name = data.model_name or info.get("model") or None
         else:
             _, inst, key = _split(dict(info), label)
-            text = series(inst, key)
-            last[text] = f"{text} 1.0"
+            last[series(inst, key)] = 1.0
 
-    def dump(t: float, lines: dict[str, str]) -> MetricsDump:
-        return MetricsDump(t, "\n".join(lines.values()) + "\n")
+    def dump(t: float, values: dict[Sample, float]) -> MetricsDump:
+        # Parsed already (the answers' JSON was read once, by the client): no exposition text is written
+        # only for the parser to read it again.
+        return PreParsedDump(parsed_from_samples(t, ((name, ls, v) for (name, ls), v in values.items())))
 
     dumps: list[MetricsDump] = []
     if first and data.seen_at_start:
         dumps.append(dump(t_first, first))
-    dumps.extend(dump(t, lines) for t, lines in sorted(middle.items()))
+    dumps.extend(dump(t, values) for t, values in sorted(middle.items()))
     if last and (not dumps or t_last > dumps[-1].t_unix):
         dumps.append(dump(t_last, last))
     elif last and dumps:
@@ -304,14 +300,6 @@ def _finish(r: _Replica, window: Window, label: str, texts: _Texts) -> ReplicaDa
             )
         )
     return data
-
-
-def _dedupe(lines: list[str]) -> list[str]:
-    """One line per series (the last value wins), so the parser sees no series twice."""
-    by_series: dict[str, str] = {}
-    for line in lines:
-        by_series[line.rsplit(" ", 1)[0]] = line
-    return list(by_series.values())
 
 
 # Our exporter's roles -> a process name the derivation's role finder (derive/processes.py) recognises.

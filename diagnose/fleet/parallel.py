@@ -13,7 +13,7 @@ import multiprocessing
 import os
 from dataclasses import replace
 
-from diagnose.fleet.assemble import ReplicaData, assemble, partition
+from diagnose.fleet.assemble import CUMULATIVE_KEYS, ReplicaData, assemble, partition
 from diagnose.fleet.client import Series
 from diagnose.fleet.window import Window
 from diagnose.readings import Bundle
@@ -69,7 +69,7 @@ def diagnose_replicas(
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     replicas = len(
-        {s.labels.get(replica_label) or s.labels.get("instance") for s in answers.get("cumulative", [])}
+        {s.labels.get(replica_label) or s.labels.get("instance") for s in answers.get(CUMULATIVE_KEYS[0], [])}
     )
     parts = max(1, min(workers, replicas // min_per_worker))
     if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():

@@ -1,7 +1,7 @@
 """The PromQL fleet mode runs: one query per evidence family, all replicas at once.
 
 Cost does not grow with the fleet in queries: each expression aggregates `by (__name__, <replica label>,
-...)` and returns every replica in one answer, so 1,000 replicas cost the same eight queries as one.
+...)` and returns every replica in one answer, so 1,000 replicas cost the same eleven queries as one.
 Aggregating on the server also drops the labels the derivation never reads (`job`, `engine`, node
 labels), which keeps the answers small. The sums match what the bundle path does: the derivation adds
 series over engines and API servers (`names.value`, `names.histogram`), so summing them first changes
@@ -111,11 +111,10 @@ def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
     """Every query of one fleet diagnosis. `window_s` sizes the `[range]` of the few range functions."""
     by = replica_labels(replica_label)
     cumulative = _names_selector(_sample_names(("counter", "histogram")), matchers)
-    mean_only = _names_selector(_sample_names(("histogram",), buckets=False, mean_only=True), matchers)
-    inf_matchers = f'le="+Inf", {matchers}' if matchers else 'le="+Inf"'
-    mean_only_inf = _names_selector(
-        [n for n in _sample_names(("histogram",), mean_only=True) if n.endswith("_bucket")], inf_matchers
-    )
+    # Their _count and _sum (no `le` label) and their +Inf bucket, in one selector: `le=~"|\\+Inf"`
+    # matches a series without `le` (an empty label) or the +Inf bound.
+    inf_matchers = f'le=~"|\\\\+Inf", {matchers}' if matchers else 'le=~"|\\\\+Inf"'
+    mean_only = _names_selector(_sample_names(("histogram",), mean_only=True), inf_matchers)
     gauges = _names_selector(_sample_names(("gauge",)), matchers)
     info = _names_selector([*_sample_names(("info",)), *INFO_SERIES], matchers)
     exporter = _names_selector(EXPORTER_SERIES, matchers)
@@ -137,13 +136,12 @@ def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
         return " or ".join(f"max by ({by}) ({fn}({b}{suffix}))" for b in beat)
 
     return [
-        # Counters and histograms: the before/after pair the derivation takes its deltas from.
-        Query(
-            "cumulative",
-            f"sum by ({group}) ({cumulative})\nor sum by ({group}) ({mean_only})\n"
-            f"or sum by ({group}) ({mean_only_inf})",
-            "ends",
-        ),
+        # Counters and histograms: the before/after pair the derivation takes its deltas from. Two
+        # queries, not one joined by `or`: `or` matches label sets without the metric name, so it drops
+        # every `_count`/`_sum` whose labels equal a counter's of the other side (and it doubles
+        # Prometheus' work on the largest answer of the plan).
+        Query("cumulative", f"sum by ({group}) ({cumulative})", "ends"),
+        Query("mean_only", f"sum by ({group}) ({mean_only})", "ends"),
         # When each replica's samples were scraped: the dump times, so rates use the true span.
         Query("scraped", each_beat("timestamp"), "ends"),
         # vLLM restarted inside the window: the counters count from the restart (the derivation's choice).

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from diagnose.errors import DoctorError
@@ -54,6 +56,33 @@ def diagnose_fleet(
     replica_label: str = "pod",
     selector: str | None = None,
     thresholds: Thresholds | None = None,
+) -> FleetReport:
+    with _without_cyclic_gc():
+        return _diagnose_fleet(client, window, replica_label, selector, thresholds)
+
+
+@contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for one fleet diagnosis. The answers and the rebuilt readings are
+    hundreds of thousands of small containers that live until the report is made, and they make no
+    cycles; each collection would walk them all again (at 1,000 replicas that was a third of the time
+    decoding the answers and a quarter of diagnosing them). Reference counting still frees what dies;
+    the collector comes back on afterwards (watch runs one diagnosis after another)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _diagnose_fleet(
+    client: PrometheusClient,
+    window: Window,
+    replica_label: str,
+    selector: str | None,
+    thresholds: Thresholds | None,
 ) -> FleetReport:
     matchers = parse_selector(selector)
     answers = fetch(client, window, replica_label, matchers)

@@ -14,7 +14,9 @@ against prometheus_client's parser on every real dump in the captures.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from diagnose.readings import MetricsDump
@@ -261,18 +263,7 @@ def parse_text(text: str, t_unix: float = 0.0, *, finite_only: bool = False) -> 
                 problems.add(f"line {number}: series given twice, the last value wins: {_snippet(line)}")
             series[labels] = value
 
-    verdict = None
-    if not samples:
-        if not text.strip():
-            verdict = "not a Prometheus exposition: the text is empty"
-        elif not types and not problems.lines:
-            verdict = "not a Prometheus exposition: no metrics found in the text (only comments)"
-        else:
-            verdict = "not a Prometheus exposition: no sample could be read"
-            if problems.first_unreadable:
-                verdict += f" ({problems.first_unreadable})"
-        if text.strip():
-            problems.add(f"{verdict}: is this vLLM's /metrics endpoint?")
+    verdict = _no_samples_verdict(samples, types, problems, blank=not text.strip())
     return ParsedDump(
         t_unix,
         types,
@@ -283,6 +274,24 @@ def parse_text(text: str, t_unix: float = 0.0, *, finite_only: bool = False) -> 
         problems.first_unreadable,
         verdict,
     )
+
+
+def _no_samples_verdict(
+    samples: dict[str, dict[LabelSet, float]], types: dict[str, str], problems: _Problems, *, blank: bool
+) -> str | None:
+    """Why no sample could be read (and the problem line saying so), or None when some were."""
+    if samples:
+        return None
+    if blank:
+        return "not a Prometheus exposition: the text is empty"
+    if not types and not problems.lines:
+        verdict = "not a Prometheus exposition: no metrics found in the text (only comments)"
+    else:
+        verdict = "not a Prometheus exposition: no sample could be read"
+        if problems.first_unreadable:
+            verdict += f" ({problems.first_unreadable})"
+    problems.add(f"{verdict}: is this vLLM's /metrics endpoint?")
+    return verdict
 
 
 def exposition_problem(parsed: ParsedDump) -> str | None:
@@ -304,5 +313,81 @@ def _report(problems: _Problems, number: int, reason: str, line: str, on_truncat
 
 
 def parse_dump(dump: MetricsDump) -> ParsedDump:
-    """A dump as the diagnosis reads it: values that cannot be readings (NaN, inf, 1e308) are unknown."""
+    """A dump as the diagnosis reads it: values that cannot be readings (NaN, inf, 1e308) are unknown.
+    A PreParsedDump arrived parsed (fleet mode's PromQL answers): it is handed back as it is."""
+    if isinstance(dump, PreParsedDump):
+        return dump.parsed
     return parse_text(dump.text, dump.t_unix, finite_only=True)
+
+
+def parsed_from_samples(t_unix: float, samples: Iterable[tuple[str, LabelSet, float]]) -> ParsedDump:
+    """The ParsedDump that parse_dump would make of these samples written as an exposition (no TYPE or
+    HELP lines), without the text: fleet mode has them from PromQL's JSON already, parsed once by its
+    client. The same policy as a parsed text's: a value that cannot be a reading is an unreadable line,
+    a series given again keeps the last value. `labels` must be sorted by label name, as the parser's."""
+    out: dict[str, dict[LabelSet, float]] = {}
+    problems = _Problems()
+    for name, labels, value in samples:
+        if not name:
+            problems.drop_line(f"no metric name: {_snippet(_series_text(name, labels))}")
+            continue
+        if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # False for NaN too
+            problems.drop_line(
+                f"value {value!r} is not a plausible reading: {_snippet(_series_text(name, labels))}"
+            )
+            continue
+        series = out.get(name)
+        if series is None:
+            out[name] = {labels: value}
+        else:
+            series[labels] = value
+    verdict = _no_samples_verdict(out, {}, problems, blank=False)
+    return ParsedDump(
+        t_unix, {}, out, problems.result(), {}, problems.unreadable, problems.first_unreadable, verdict
+    )
+
+
+def exposition_text(parsed: ParsedDump) -> str:
+    """The samples of a parsed dump written back as an exposition (no TYPE or HELP lines): what
+    parse_dump reads to the same samples."""
+    return "".join(
+        f"{_series_text(name, labels)} {_value_text(v)}\n"
+        for name, series in parsed.samples.items()
+        for labels, v in series.items()
+    )
+
+
+def _series_text(name: str, labels: LabelSet) -> str:
+    pairs = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
+    return f"{name}{{{pairs}}}"
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _value_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "+Inf" if value == math.inf else ("-Inf" if value == -math.inf else repr(value))
+
+
+class PreParsedDump(MetricsDump):
+    """A /metrics dump that arrived as samples rather than text (fleet mode rebuilds each replica's
+    dumps from PromQL answers): parse_dump hands its ParsedDump back instead of parsing a text written
+    only to be read again. `text` is written on demand, for a reader that wants the exposition."""
+
+    __slots__ = ("parsed",)
+    parsed: ParsedDump
+
+    def __init__(self, parsed: ParsedDump) -> None:
+        # MetricsDump is frozen: set its fields as its own __init__ does.
+        object.__setattr__(self, "t_unix", parsed.t_unix)
+        object.__setattr__(self, "parsed", parsed)
+
+    @property  # type: ignore[override]
+    def text(self) -> str:
+        return exposition_text(self.parsed)
+
+    def __reduce__(self) -> tuple[type[PreParsedDump], tuple[ParsedDump]]:
+        return (PreParsedDump, (self.parsed,))
