@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from dataclasses import replace
 
 from diagnose.fleet.assemble import CUMULATIVE_KEYS, ReplicaData, assemble, partition
@@ -75,9 +76,24 @@ def diagnose_replicas(
     if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():
         return _diagnose(answers, window, replica_label, require_vllm, thresholds, source)
     _JOB = (partition(answers, replica_label, parts), window, replica_label, require_vllm, thresholds, source)
+    pool = multiprocessing.get_context("fork").Pool(parts, initializer=_worker_signals)
     try:
-        with multiprocessing.get_context("fork").Pool(parts) as pool:
-            results = pool.map(_work, range(parts))
+        results = pool.map(_work, range(parts))
+        pool.close()  # the normal end: workers exit on their own, no signal is sent
+    except BaseException:
+        pool.terminate()  # Ctrl-C or a failure: the workers are stopped (SIGTERM, default action)
+        raise
     finally:
+        pool.join()
         _JOB = None
     return [pair for group in results for pair in group]
+
+
+def _worker_signals() -> None:
+    """Workers keep the default signal actions. A forked worker inherits the CLI's handler that turns
+    SIGTERM into KeyboardInterrupt, and `with Pool()` always ends with terminate (SIGTERM to every worker):
+    one 206-replica run hung 695 s there, its worker blocked on the task queue's lock, the parent joining
+    it (py-spy stacks; the exact cause was not pinned down). Now the normal end sends no signal at all,
+    and a terminate kills outright. Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
