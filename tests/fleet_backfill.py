@@ -14,6 +14,7 @@ the colon; a scraping Prometheus 2.x would store `vllm_x`; fleet mode reads both
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -191,13 +192,30 @@ def create_blocks(openmetrics: Path, data_dir: Path) -> None:
 
 
 @contextmanager
-def prometheus_over(data_dir: Path, *, extra_args: Sequence[str] = ()) -> Iterator[str]:
-    """A real Prometheus on 127.0.0.1 over `data_dir` (no scrape targets); yields its URL."""
+def prometheus_over(
+    data_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    scrape_configs: Sequence[dict[str, object]] = (),
+    scrape_interval_s: float = 15.0,
+) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 over `data_dir` (by default no scrape targets); yields its URL.
+
+    `scrape_configs` are Prometheus' own `scrape_configs` entries (job_name, static_configs, ...)."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is not installed (apt-get install prometheus)")
     config = data_dir.parent / f"{data_dir.name}-prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    interval = f"{scrape_interval_s:g}s"
+    # JSON is YAML: no YAML writer needed for the config.
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": interval, "scrape_timeout": interval},
+                "scrape_configs": list(scrape_configs),
+            }
+        )
+    )
     port = free_port()
     log = data_dir.parent / f"{data_dir.name}-prometheus.log"
     proc = subprocess.Popen(

@@ -4,9 +4,11 @@
   test that asks for it; stopped at the end of the session.
 - `start_lab(extra_flags=(), env=None)` (function): starts one more lab server with other flags, waits
   until healthy, stops it when the test ends.
+- `start_labs(count)` (function): `count` default-flag servers started side by side (a fleet of
+  replicas), all healthy; stopped when the test ends.
 The machine may have only 2 cores and the CPU build's Worker spin-waits near a full core, so only ONE
-vLLM runs at a time: `start_lab` stops the shared server first, and the shared server is started again
-(lazily) before the next test that asks for it.
+vLLM runs at a time outside `start_labs`: `start_lab` and `start_labs` stop the shared server first, and
+the shared server is started again (lazily) before the next test that asks for it.
 
 Setting up the lab (venv + model, minutes the first time) and starting vLLM (~1 minute) show progress
 on the terminal without `-s`: a live line on a terminal, else a plain line at most every 10 s
@@ -111,6 +113,22 @@ class LabPool:
         self.extra.append(server)
         return self._start(server, "vLLM lab " + " ".join(extra_flags))
 
+    def start_several(self, count: int) -> list[LabServer]:
+        """`count` servers started at once, so their ~1 minute start-ups overlap; then each waited for."""
+        lab_dir = self.lab_dir()
+        if self.default is not None:
+            self.default.stop()
+        self.stop_extra()
+        servers: list[LabServer] = []
+        while len(servers) < count:
+            server = LabServer(lab_dir)
+            if server.port not in {s.port for s in servers}:  # the OS may hand out a freed port again
+                servers.append(server)
+        self.extra.extend(servers)
+        for server in servers:
+            server.start()
+        return [self._start(server, f"vLLM lab {i + 1} of {count}") for i, server in enumerate(servers)]
+
     def stop_extra(self) -> None:
         while self.extra:
             self.extra.pop().stop()
@@ -158,4 +176,11 @@ def start_lab(_lab_pool: LabPool) -> Iterator[StartLab]:
         return _lab_pool.start_extra(extra_flags, env)
 
     yield start
+    _lab_pool.stop_extra()
+
+
+@pytest.fixture
+def start_labs(_lab_pool: LabPool) -> Iterator[Callable[[int], list[LabServer]]]:
+    """`start_labs(count) -> [LabServer, ...]`, all healthy at once; stopped when the test ends."""
+    yield _lab_pool.start_several
     _lab_pool.stop_extra()
