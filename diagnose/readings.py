@@ -146,6 +146,21 @@ class CollectorIssue:
     fix: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class StoreQuantile:
+    """A histogram's quantile over the window as the metrics store computed it (fleet mode: PromQL's
+    `histogram_quantile(q, sum(increase(x_bucket[window])))`), where its buckets were not fetched.
+
+    `value` is None when the histogram saw no observation in the window (PromQL's NaN).
+    `first_bucket_le` is the histogram's first bucket bound, the same for every replica it came from:
+    the one first-bucket policy (derive/quantiles.py) needs it."""
+
+    concept: str  # a histogram concept of diagnose/metrics/names.py, e.g. "queue_time"
+    q: float
+    value: float | None
+    first_bucket_le: float
+
+
 @dataclass(slots=True)
 class ServerInfo:
     """What the server says about itself: /health, /v1/models, /version, and its command line."""
@@ -182,3 +197,6 @@ class Bundle:
     stress: dict[str, Any] | None = None
     # The bypass step over the same model and pairs: BypassReport.to_dict() (bypass.json), when it ran.
     bypass: dict[str, Any] | None = None
+    # Quantiles the metrics store computed (fleet mode), by histogram concept: their buckets were not
+    # fetched, so the dumps hold those histograms' +Inf bucket, _count and _sum only.
+    store_quantiles: dict[str, StoreQuantile] = field(default_factory=dict)

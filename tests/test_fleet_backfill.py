@@ -191,15 +191,67 @@ def test_text_view_puts_the_worst_replica_first_and_fits_80_columns(fleet: Fleet
     assert all(row.rstrip().endswith("│") for row in table_rows)  # the whole table fits: nothing cropped
 
 
+P95_FIELDS = ("queue_p95_s", "inference_p95_s", "e2e_p95_s", "http_p95_s")
+
+
+def test_the_p95s_prometheus_computes_are_the_ones_check_from_computes(fleet: Fleet) -> None:
+    """Fleet mode fetches no finite bucket of the latency histograms: Prometheus computes their p95
+    (histogram_quantile over increase()). Over the same scrapes that is the bucket-delta p95 of
+    `check --from`, and a p95 inside the first bucket stays unknown, with the same reason."""
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
+    computed = 0
+    for r in report.replicas:
+        assert set(r.data.bundle.store_quantiles) == {
+            "queue_time",
+            "inference_time",
+            "e2e_latency",
+            "http_duration_highr",
+        }
+        path = fleet.paths[int(r.replica.removeprefix("rr-"))]
+        ours, theirs = build_evidence(r.data.bundle).latency, build_evidence(read_bundle(path)).latency
+        for name in P95_FIELDS:
+            got, want = getattr(ours, name), getattr(theirs, name)
+            assert (got is None) == (want is None), (r.replica, path, name, got, want)
+            if want is not None:
+                computed += 1
+                assert got == pytest.approx(want, rel=0.01), (r.replica, path, name)
+            else:
+                assert ours.missing[name] == theirs.missing[name], (r.replica, name)
+    assert computed >= 10  # most recordings have requests above the first bucket
+
+
+@pytest.fixture
+def label_api_missing(fleet: Fleet) -> Iterator[str]:
+    """A gateway in front of the real Prometheus that serves the query endpoints only (404 elsewhere)."""
+    yield from _proxy(fleet, warnings=[], missing_prefix="/api/v1/label/")
+
+
+def test_without_the_label_values_api_the_buckets_are_fetched_and_the_labels_hold(
+    fleet: Fleet, label_api_missing: str
+) -> None:
+    report = diagnose_fleet(PrometheusClient(label_api_missing), fleet.window(), selector=SELECTOR)
+    got = {r.replica: r.report.verdict.label for r in report.replicas}
+    assert got == {fb.replica_name(i): v.label for i, v in enumerate(fleet.expected)}
+    assert all(not r.data.bundle.store_quantiles for r in report.replicas)
+    assert not report.warnings
+
+
 @pytest.fixture
 def thanos_like(fleet: Fleet) -> Iterator[str]:
     """A proxy in front of the real Prometheus that adds the warning Thanos sends with a partial response."""
+    yield from _proxy(fleet, warnings=["partial response: store 10.0.0.7:10901 unavailable"])
 
+
+def _proxy(fleet: Fleet, *, warnings: list[str], missing_prefix: str | None = None) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if missing_prefix is not None and self.path.startswith(missing_prefix):
+                self.send_error(404)
+                return
             upstream = requests.get(fleet.url + self.path, timeout=30)
             doc = upstream.json()
-            doc["warnings"] = ["partial response: store 10.0.0.7:10901 unavailable"]
+            if warnings:
+                doc["warnings"] = warnings
             body = json.dumps(doc).encode()
             self.send_response(upstream.status_code)
             self.send_header("Content-Type", "application/json")
@@ -257,10 +309,10 @@ def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_proc
     from diagnose.fleet.run import fetch
 
     def labels(workers: int) -> dict[str, tuple[str, str | None, int]]:
-        answers = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
+        answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
         pairs = diagnose_replicas(
             answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
-            min_per_worker=1,
+            min_per_worker=1, first_le=first_le,
         )  # fmt: skip
         return {d.replica: (r.verdict.label, r.verdict.rule_id, len(d.bundle.issues)) for d, r in pairs}
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from diagnose.derive.quantiles import histogram_quantile, mean
+from diagnose.derive.quantiles import first_bucket_bound, first_bucket_bound_of, histogram_quantile, mean
 from diagnose.derive.window import histogram_delta
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump, parse_text
@@ -101,3 +104,29 @@ def test_quantile_outside_zero_to_one_is_a_programming_error() -> None:
 def test_mean_is_sum_over_count_and_none_without_sum() -> None:
     assert mean(h((1.0, 4.0), (math.inf, 4.0), total_sum=2.0)) == 0.5
     assert mean(h((1.0, 4.0), (math.inf, 4.0), total_sum=math.nan)) is None
+
+
+# Fleet mode reads a histogram's p95 from Prometheus (histogram_quantile over increase()) without its
+# buckets; the first-bucket policy is then decided from the quantile and the first bound alone. It must
+# decide as the bucket test does, for any histogram with at least two finite buckets.
+_BOUNDS = st.lists(
+    st.sampled_from([0.0, 0.01, 0.3, 0.5, 0.8, 1.0, 2.5, 10.0, 60.0]), min_size=2, max_size=6, unique=True
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    bounds=_BOUNDS,
+    increments=st.lists(st.integers(0, 50), min_size=7, max_size=7),
+    q=st.sampled_from([0.5, 0.95, 0.99]),
+)
+def test_the_first_bucket_policy_from_a_store_quantile_matches_the_bucket_test(
+    bounds: list[float], increments: list[int], q: float
+) -> None:
+    les = [*sorted(bounds), math.inf]
+    counts = list(itertools.accumulate(increments[: len(les)]))
+    h = Histogram(buckets=tuple(zip(les, map(float, counts), strict=True)), count=float(counts[-1]), sum=1.0)
+    if not h.count > 0:
+        return
+    value = histogram_quantile(q, h)
+    assert first_bucket_bound_of(value, les[0]) == first_bucket_bound(q, h)

@@ -153,7 +153,7 @@ def build_evidence(
             pair = (first, last)
             traffic = derive_traffic(first, last, span)
             sections["traffic"] = traffic
-            sections["latency"] = derive_latency(first, last, traffic.http_handler)
+            sections["latency"] = derive_latency(first, last, traffic.http_handler, bundle.store_quantiles)
             sections["shape"] = derive_shape(first, last, span)
             sections["scheduler"] = derive_scheduler(gauges, first, last)
         sections["config"] = derive_config(

@@ -77,3 +77,15 @@ def resolved_quantile(q: float, h: Histogram | None) -> float | None:
     if h is None or not h.count > 0 or first_bucket_bound(q, h) is not None:
         return None
     return histogram_quantile(q, h)
+
+
+def first_bucket_bound_of(value: float | None, first_bucket_le: float) -> float | None:
+    """`first_bucket_bound` for a quantile computed where the buckets are (PromQL, fleet mode): the bound
+    when the quantile fell inside the first bucket, else None.
+
+    The same test as on buckets: a quantile in the first bucket interpolates to at most its bound, one in
+    a later bucket to strictly more (it starts at that bucket's lower bound, at least the first bound,
+    and its rank is above the buckets below)."""
+    if value is None or not math.isfinite(first_bucket_le):
+        return None
+    return first_bucket_le if value <= first_bucket_le else None

@@ -19,10 +19,11 @@ sidecar exporter's own `process_cpu_seconds_total` is never read as vLLM's.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from diagnose.fleet.client import Series
+from diagnose.fleet.queries import QUANTILE_KEY, STORE_QUANTILE
 from diagnose.fleet.window import Window
 from diagnose.metrics.exposition import LabelSet, PreParsedDump, parsed_from_samples
 from diagnose.readings import (
@@ -34,6 +35,7 @@ from diagnose.readings import (
     ProcessSample,
     ServerInfo,
     SocketCensus,
+    StoreQuantile,
 )
 
 # Labels Prometheus adds per target: not part of what vLLM served, left out of the rebuilt exposition.
@@ -122,16 +124,23 @@ class _Replica:
         self.info: list[dict[str, str]] = []
         self.exporter: list[Series] = []
         self.dcgm: list[Series] = []
+        self.quantiles: dict[str, list[tuple[str, float]]] = {}  # concept -> (instance, value)
         self.vllm_instances: set[str] = set()
         self.http_instances: set[str] = set()
         self.data = ReplicaData(name, Bundle())
 
 
 def assemble(
-    answers: dict[str, list[Series]], window: Window, replica_label: str, *, require_vllm: bool
+    answers: dict[str, list[Series]],
+    window: Window,
+    replica_label: str,
+    *,
+    require_vllm: bool,
+    first_le: Mapping[str, float] | None = None,
 ) -> list[ReplicaData]:
     """Every replica found in the answers, sorted by name. `require_vllm=False` (a selector was given)
-    also keeps replicas whose only series are HTTP ones (vLLM with --disable-log-stats).
+    also keeps replicas whose only series are HTTP ones (vLLM with --disable-log-stats). `first_le`: the
+    first bucket bound of each histogram whose quantile Prometheus computed (answer `quantile:<concept>`).
 
     Each answer is walked once and sorted into replicas, so the cost grows with the series, never with
     replicas x series. The answers' label dicts are consumed (labels are popped)."""
@@ -179,9 +188,16 @@ def assemble(
         name = s.labels.get(f"exported_{replica_label}") or s.labels.get(replica_label)
         if name in kept:
             kept[name].dcgm.append(s)
+    for concept in first_le or {}:
+        for s in answers.get(QUANTILE_KEY + concept, []):
+            name = replica_of(s.labels, replica_label)
+            if name in kept:
+                kept[name].quantiles.setdefault(concept, []).append(
+                    (s.labels.get("instance", ""), s.points[0][1])
+                )
     _per_replica_values(kept, answers, replica_label, window)
     keys = _Keys()
-    return [_finish(r, window, replica_label, keys) for _, r in sorted(kept.items())]
+    return [_finish(r, window, replica_label, keys, first_le or {}) for _, r in sorted(kept.items())]
 
 
 def _per_replica_values(
@@ -215,9 +231,18 @@ def _per_replica_values(
             kept[name].data.container_cpu_cores[container] = s.points[0][1]
 
 
-def _finish(r: _Replica, window: Window, label: str, keys: _Keys) -> ReplicaData:
+def _finish(
+    r: _Replica, window: Window, label: str, keys: _Keys, first_le: Mapping[str, float]
+) -> ReplicaData:
     data = r.data
     targets = r.vllm_instances or r.http_instances
+    for concept, le in first_le.items():
+        # NaN: no observation in the window. Several vLLM targets in one replica (rare: one per pod is the
+        # rule): the largest of their quantiles, an upper bound of the replica's own.
+        values = [v for inst, v in r.quantiles.get(concept, []) if inst in targets and not math.isnan(v)]
+        data.bundle.store_quantiles[concept] = StoreQuantile(
+            concept, STORE_QUANTILE, max(values) if values else None, le
+        )
     # One vLLM target per replica is the rule; with several, `instance` keeps their series apart.
     several = len(targets) > 1
 

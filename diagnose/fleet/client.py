@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import requests
 
@@ -24,6 +24,7 @@ from diagnose.redact import redact_command_line
 DEFAULT_TOTAL_S = 60.0
 DEFAULT_MAX_BYTES = 512 * 2**20  # a 1,000-replica fleet answers in ~30 MB; 512 MB means something is wrong
 _CHUNK = 1 << 20
+_NOT_SERVED = object()  # an optional API the server does not have (HTTP 404)
 
 _AUTH_FIX = (
     "pass credentials with --header 'Authorization: Bearer TOKEN'"
@@ -78,6 +79,22 @@ class PrometheusClient:
         }
         return self._get("/api/v1/query_range", params, "matrix")
 
+    def label_values(self, label: str, match: str, start_unix: float, end_unix: float) -> list[str] | None:
+        """The values `label` takes on the series `match` selects in the window (`/api/v1/label/.../values`:
+        answered from the index, no samples read). None where the API is not served (HTTP 404: a gateway
+        that proxies the query endpoints only)."""
+        params = {"match[]": match, "start": f"{start_unix:.3f}", "end": f"{end_unix:.3f}"}
+        data = self._get(f"/api/v1/label/{label}/values", params, None)
+        if data is _NOT_SERVED:
+            return None
+        if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
+            raise DoctorError(
+                f"{self.shown_url()} answered label values that are not a list of strings",
+                "point --prometheus at a Prometheus-compatible query API",
+                ExitStatus.UNREACHABLE,
+            )
+        return data
+
     # ------------------------------------------------------------------------------------------
     def _remaining_s(self) -> float:
         with self._lock:
@@ -85,7 +102,13 @@ class PrometheusClient:
                 self._deadline = time.monotonic() + self.total_s
             return self._deadline - time.monotonic()
 
-    def _get(self, path: str, params: dict[str, str], result_type: str) -> list[Series]:
+    @overload
+    def _get(self, path: str, params: dict[str, str], result_type: str) -> list[Series]: ...
+    @overload
+    def _get(self, path: str, params: dict[str, str], result_type: None) -> Any: ...
+
+    def _get(self, path: str, params: dict[str, str], result_type: str | None) -> Any:
+        """One API call. `result_type` "vector"/"matrix" decodes a query's series; None returns `data`."""
         remaining = self._remaining_s()
         where = self.shown_url()
         slow = DoctorError(
@@ -154,9 +177,11 @@ class PrometheusClient:
             self.bytes_read += size
         return b"".join(chunks)
 
-    def _decode(self, status: int, content_type: str, body: bytes, result_type: str) -> list[Series]:
+    def _decode(self, status: int, content_type: str, body: bytes, result_type: str | None) -> Any:
         where = self.shown_url()
         head = body[:200].lstrip()
+        if result_type is None and status == 404:
+            return _NOT_SERVED
         if status in (401, 403):
             raise DoctorError(
                 f"Prometheus at {where} refused us (HTTP {status})", _AUTH_FIX, ExitStatus.UNREACHABLE
@@ -189,6 +214,8 @@ class PrometheusClient:
                     self.warnings.append(text)
         if doc.get("status") != "success":
             raise _api_error(where, status, str(doc.get("errorType", "")), str(doc.get("error", "")))
+        if result_type is None:
+            return doc.get("data")
         data = doc.get("data") or {}
         if data.get("resultType") != result_type:
             raise DoctorError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import replace
 
 from diagnose.fleet.assemble import CUMULATIVE_KEYS, ReplicaData, assemble, partition
@@ -24,7 +25,10 @@ from diagnose.thresholds import Thresholds
 # Below this many replicas a worker's start costs more than it saves.
 MIN_REPLICAS_PER_WORKER = 50
 
-_JOB: tuple[list[dict[str, list[Series]]], Window, str, bool, Thresholds | None, str] | None = None
+_JOB: (
+    tuple[list[dict[str, list[Series]]], Window, str, bool, Thresholds | None, str, Mapping[str, float]]
+    | None
+) = None
 
 
 def _diagnose(
@@ -34,11 +38,12 @@ def _diagnose(
     require_vllm: bool,
     thresholds: Thresholds | None,
     source: str,
+    first_le: Mapping[str, float],
 ) -> list[tuple[ReplicaData, Report]]:
     from diagnose.pipeline import diagnose
 
     out = []
-    for data in assemble(answers, window, replica_label, require_vllm=require_vllm):
+    for data in assemble(answers, window, replica_label, require_vllm=require_vllm, first_le=first_le):
         report = diagnose(data.bundle, thresholds, source=f"{source} {replica_label}={data.replica}")
         out.append((data, report))
     return out
@@ -50,8 +55,8 @@ def _slim(pairs: list[tuple[ReplicaData, Report]]) -> list[tuple[ReplicaData, Re
 
 def _work(index: int) -> list[tuple[ReplicaData, Report]]:
     assert _JOB is not None
-    groups, window, label, require_vllm, thresholds, source = _JOB
-    return _slim(_diagnose(groups[index], window, label, require_vllm, thresholds, source))
+    groups, window, label, require_vllm, thresholds, source, first_le = _JOB
+    return _slim(_diagnose(groups[index], window, label, require_vllm, thresholds, source, first_le))
 
 
 def diagnose_replicas(
@@ -64,8 +69,10 @@ def diagnose_replicas(
     source: str,
     workers: int | None = None,
     min_per_worker: int = MIN_REPLICAS_PER_WORKER,
+    first_le: Mapping[str, float] | None = None,
 ) -> list[tuple[ReplicaData, Report]]:
-    """(rebuilt readings, report) for every replica in the answers."""
+    """(rebuilt readings, report) for every replica in the answers; `first_le` as assemble() takes it."""
+    first_le = first_le or {}
     global _JOB
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -74,8 +81,9 @@ def diagnose_replicas(
     )
     parts = max(1, min(workers, replicas // min_per_worker))
     if parts == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return _diagnose(answers, window, replica_label, require_vllm, thresholds, source)
-    _JOB = (partition(answers, replica_label, parts), window, replica_label, require_vllm, thresholds, source)
+        return _diagnose(answers, window, replica_label, require_vllm, thresholds, source, first_le)
+    groups = partition(answers, replica_label, parts)
+    _JOB = (groups, window, replica_label, require_vllm, thresholds, source, first_le)
     pool = multiprocessing.get_context("fork").Pool(parts, initializer=_worker_signals)
     try:
         results = pool.map(_work, range(parts))

@@ -77,14 +77,30 @@ def parse_selector(text: str | None) -> str:
 # tests/test_fleet_queries.py fails if the derivation starts reading more of them.
 MEAN_ONLY_HISTOGRAMS = ("prefill_time", "iteration_tokens")
 
+# Histograms whose quantile Prometheus computes (`histogram_quantile` over `increase()`, one number per
+# replica): the latency section reads only their p95 and mean. Their finite buckets were two thirds of a
+# replica's series (4 x ~21 of ~124), which made the answers grow ~37 KB per replica. The dumps keep their
+# +Inf bucket, _count and _sum (the mean and the count stay exact deltas). The quantile's first-bucket
+# policy needs the first bound: `first_bucket_probe` finds it, fleet-wide, from the index. A family whose
+# replicas do not all share that first bound is fetched bucket by bucket, as before.
+STORE_QUANTILE = 0.95
+STORE_QUANTILE_HISTOGRAMS = ("queue_time", "inference_time", "e2e_latency", "http_duration_highr")
+QUANTILE_KEY = "quantile:"  # + concept: the answer key of one family's quantile query
 
-def _sample_names(kinds: tuple[str, ...], *, buckets: bool = True, mean_only: bool = False) -> list[str]:
-    """Sample names of every concept of these kinds; `mean_only` picks MEAN_ONLY_HISTOGRAMS (or leaves
-    them out), `buckets=False` leaves out their `_bucket` series."""
+
+def _sample_names(
+    kinds: tuple[str, ...],
+    *,
+    buckets: bool = True,
+    without_buckets: tuple[str, ...] = (),
+    mean_only: bool = False,
+) -> list[str]:
+    """Sample names of every concept of these kinds; `mean_only` picks the histograms of
+    `without_buckets` (or leaves them out), `buckets=False` leaves out their `_bucket` series."""
     out: list[str] = []
     for key, concept in CONCEPTS.items():
         if concept.kind not in kinds or (
-            concept.kind == "histogram" and (key in MEAN_ONLY_HISTOGRAMS) != mean_only
+            concept.kind == "histogram" and (key in without_buckets) != mean_only
         ):
             continue
         for name in concept.names:
@@ -107,14 +123,45 @@ def replica_labels(replica_label: str) -> str:
     return replica_label if replica_label == "instance" else f"{replica_label}, instance"
 
 
-def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
-    """Every query of one fleet diagnosis. `window_s` sizes the `[range]` of the few range functions."""
+def bucket_names(concept: str) -> list[str]:
+    """Every `_bucket` sample name of one histogram concept (every era, both spellings)."""
+    return [s + "_bucket" for name in CONCEPTS[concept].names for s in spellings(name)]
+
+
+def bucket_selector(concept: str, matchers: str) -> str:
+    return _names_selector(bucket_names(concept), matchers)
+
+
+def first_bucket_probe(first_le_text: dict[str, str], matchers: str) -> str:
+    """How many bucket series carry each family's first bound and its +Inf bound (the bounds as the index
+    spells them): equal counts mean every histogram of the family starts at that bound."""
+    import re
+
+    names = [n for concept in first_le_text for n in bucket_names(concept)]
+    # A PromQL string holds the regex: its backslashes are doubled.
+    bounds = "|".join(sorted({re.escape(t).replace("\\", "\\\\") for t in first_le_text.values()}))
+    extra = f", {matchers}" if matchers else ""
+    return f'count by (__name__, le) ({{__name__=~"{"|".join(names)}", le=~"{bounds}|\\\\+Inf"{extra}}})'
+
+
+def plan(
+    replica_label: str, matchers: str, window_s: float, first_le: dict[str, float] | None = None
+) -> list[Query]:
+    """Every query of one fleet diagnosis. `window_s` sizes the `[range]` of the few range functions;
+    `first_le` is the first bucket bound of each STORE_QUANTILE_HISTOGRAMS family Prometheus computes the
+    quantile of (the others are fetched bucket by bucket)."""
+    store = first_le or {}
+    without_buckets = (*MEAN_ONLY_HISTOGRAMS, *store)
     by = replica_labels(replica_label)
-    cumulative = _names_selector(_sample_names(("counter", "histogram")), matchers)
+    cumulative = _names_selector(
+        _sample_names(("counter", "histogram"), without_buckets=without_buckets), matchers
+    )
     # Their _count and _sum (no `le` label) and their +Inf bucket, in one selector: `le=~"|\\+Inf"`
     # matches a series without `le` (an empty label) or the +Inf bound.
     inf_matchers = f'le=~"|\\\\+Inf", {matchers}' if matchers else 'le=~"|\\\\+Inf"'
-    mean_only = _names_selector(_sample_names(("histogram",), mean_only=True), inf_matchers)
+    mean_only = _names_selector(
+        _sample_names(("histogram",), without_buckets=without_buckets, mean_only=True), inf_matchers
+    )
     gauges = _names_selector(_sample_names(("gauge",)), matchers)
     info = _names_selector([*_sample_names(("info",)), *INFO_SERIES], matchers)
     exporter = _names_selector(EXPORTER_SERIES, matchers)
@@ -163,4 +210,21 @@ def plan(replica_label: str, matchers: str, window_s: float) -> list[Query]:
         # Targets down at the end, or down at some scrape in the window (stale replicas).
         Query("up_min", f"min by ({by}) (min_over_time({up_selector}[{window}]))", "end"),
         Query("up_end", f"min by ({by}) ({up_selector})", "end"),
+        *(
+            Query(QUANTILE_KEY + concept, _quantile(concept, by, matchers, window), "end")
+            for concept in store
+        ),
     ]
+
+
+def _quantile(concept: str, by: str, matchers: str, window: str) -> str:
+    """The family's p95 over the window per replica. A server that exposes two of its names (vLLM 0.7
+    has both queue-time histograms) is read under the first, as names.resolve reads a dump: `or on
+    (replica)` keeps the later names only for replicas the earlier ones lack, buckets and all (and
+    increase() drops the name, so two names in one sum would collide)."""
+    per_name = f" or on ({by}) ".join(
+        f"sum by ({by}, le) (increase({_names_selector([s + '_bucket' for s in spellings(name)], matchers)}"
+        f"[{window}]))"
+        for name in CONCEPTS[concept].names
+    )
+    return f"histogram_quantile({STORE_QUANTILE:g}, {per_name})"

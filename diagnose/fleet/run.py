@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,15 @@ from diagnose.exit_status import ExitStatus
 from diagnose.fleet.assemble import down_without_series
 from diagnose.fleet.client import PrometheusClient, Series, parse_headers
 from diagnose.fleet.parallel import diagnose_replicas
-from diagnose.fleet.queries import Query, parse_selector, plan
+from diagnose.fleet.queries import (
+    STORE_QUANTILE_HISTOGRAMS,
+    Query,
+    bucket_names,
+    bucket_selector,
+    first_bucket_probe,
+    parse_selector,
+    plan,
+)
 from diagnose.fleet.summary import FleetReport, summarize
 from diagnose.fleet.window import Window, window_from_args
 from diagnose.thresholds import Thresholds
@@ -28,13 +37,61 @@ MIN_STEP_S = 5.0
 PARALLEL_QUERIES = 4
 
 
+def first_bucket_bounds(client: PrometheusClient, window: Window, matchers: str) -> dict[str, float]:
+    """The first bucket bound of each STORE_QUANTILE_HISTOGRAMS family, where every replica's histogram
+    starts at it: the families whose quantile Prometheus may compute (queries.py). From the index (one
+    label-values call per family) and one count; a fixed cost whatever the fleet. Nothing where the
+    label-values API is not served: every histogram is then fetched bucket by bucket."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def first(concept: str) -> tuple[str, float, str] | None:
+        texts = client.label_values(
+            "le", bucket_selector(concept, matchers), window.start_unix, window.end_unix
+        )
+        bounds = []
+        for text in texts or []:
+            try:
+                le = float(text)
+            except ValueError:
+                continue
+            if math.isfinite(le):
+                bounds.append((le, text))
+        return (concept, *min(bounds)) if bounds else None
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
+        found = [f for f in pool.map(first, STORE_QUANTILE_HISTOGRAMS) if f is not None]
+    if not found:
+        return {}
+    counts = client.instant(first_bucket_probe({c: text for c, _, text in found}, matchers), window.end_unix)
+    at_first: dict[str, float] = {}
+    at_inf: dict[str, float] = {}
+    for concept, _, text in found:
+        names = set(bucket_names(concept))
+        for s in counts:
+            if s.labels.get("__name__") in names:
+                into = (
+                    at_inf
+                    if s.labels.get("le") == "+Inf"
+                    else at_first
+                    if s.labels.get("le") == text
+                    else None
+                )
+                if into is not None:
+                    into[concept] = into.get(concept, 0.0) + s.points[0][1]
+    # Equal counts: every histogram of the family has that first bound (and none a lower one: the index
+    # lists none). Otherwise its replicas differ (mixed versions): its buckets are fetched as they are.
+    return {c: le for c, le, _ in found if at_inf.get(c, 0.0) > 0 and at_first.get(c) == at_inf.get(c)}
+
+
 def fetch(
     client: PrometheusClient, window: Window, replica_label: str, matchers: str
-) -> dict[str, list[Series]]:
-    """Runs the plan: a fixed number of queries whatever the fleet's size."""
+) -> tuple[dict[str, list[Series]], dict[str, float]]:
+    """Runs the plan: a fixed number of queries whatever the fleet's size. Returns the answers and the
+    first bucket bound of each histogram whose quantile Prometheus computed."""
     from concurrent.futures import ThreadPoolExecutor
 
     step_s = max(MIN_STEP_S, window.seconds / RANGE_POINTS)
+    first_le = first_bucket_bounds(client, window, matchers)
 
     def one(query: Query) -> list[Series]:
         if query.when == "range":
@@ -43,10 +100,10 @@ def fetch(
             return client.range(query.expr, window.start_unix, window.end_unix, window.seconds)
         return client.instant(query.expr, window.end_unix)
 
-    queries = plan(replica_label, matchers, window.seconds)
+    queries = plan(replica_label, matchers, window.seconds, first_le)
     with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
         results = list(pool.map(one, queries))  # the first failure is raised here, as one DoctorError
-    return {q.key: r for q, r in zip(queries, results, strict=True)}
+    return {q.key: r for q, r in zip(queries, results, strict=True)}, first_le
 
 
 def diagnose_fleet(
@@ -85,11 +142,17 @@ def _diagnose_fleet(
     thresholds: Thresholds | None,
 ) -> FleetReport:
     matchers = parse_selector(selector)
-    answers = fetch(client, window, replica_label, matchers)
+    answers, first_le = fetch(client, window, replica_label, matchers)
     up_end = {"up_end": answers.get("up_end", [])}  # read before assembling consumes the answers
     source = client.shown_url()
     pairs = diagnose_replicas(
-        answers, window, replica_label, require_vllm=not matchers, thresholds=thresholds, source=source
+        answers,
+        window,
+        replica_label,
+        require_vllm=not matchers,
+        thresholds=thresholds,
+        source=source,
+        first_le=first_le,
     )
     if not pairs:
         where = f" matching {selector}" if matchers else ""

@@ -6,12 +6,14 @@ is unknown, with the bound as the reason; the mean (sum/count) is exact and stay
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from diagnose.derive import quantiles, window
 from diagnose.derive.section import Section, build, group, num
 from diagnose.metrics.exposition import ParsedDump
 from diagnose.metrics.names import Histogram
+from diagnose.readings import StoreQuantile
 
 NO_REQUEST = "no request finished in the window"
 
@@ -39,10 +41,15 @@ class Summary:
     at_most: float | None = None
 
 
-def summarize(h: Histogram | None, q: float = 0.95) -> Summary:
-    """The one reading of a histogram delta: (quantile, mean), the quantile unknown in the first bucket."""
+def summarize(h: Histogram | None, q: float = 0.95, store: StoreQuantile | None = None) -> Summary:
+    """The one reading of a histogram delta: (quantile, mean), the quantile unknown in the first bucket.
+    `store` is the quantile the metrics store computed, where the buckets were not fetched (fleet mode);
+    the mean is the delta's either way."""
     if h is None or not h.count > 0:
         return Summary(None, None)
+    if store is not None and store.q == q:
+        at_most = quantiles.first_bucket_bound_of(store.value, store.first_bucket_le)
+        return Summary(None if at_most is not None else store.value, quantiles.mean(h), at_most)
     return Summary(quantiles.resolved_quantile(q, h), quantiles.mean(h), quantiles.first_bucket_bound(q, h))
 
 
@@ -54,13 +61,24 @@ def _p95(name: str, s: Summary, why: dict[str, str]) -> float | None:
     return s.quantile
 
 
-def derive_latency(first: ParsedDump, last: ParsedDump, handler: str | None) -> Latency:
-    """Latency over the window between two dumps; `handler` is the serving HTTP handler (Traffic's)."""
+def derive_latency(
+    first: ParsedDump,
+    last: ParsedDump,
+    handler: str | None,
+    store_quantiles: Mapping[str, StoreQuantile] | None = None,
+) -> Latency:
+    """Latency over the window between two dumps; `handler` is the serving HTTP handler (Traffic's);
+    `store_quantiles` the quantiles Prometheus computed (fleet mode), by concept."""
     why: dict[str, str] = {}
+    store = store_quantiles or {}
+
+    def of(concept: str) -> Summary:
+        return summarize(window.hist(first, last, concept), store=store.get(concept))
+
     queue_h = window.hist(first, last, "queue_time")
-    queue = summarize(queue_h)
-    inference = summarize(window.hist(first, last, "inference_time"))
-    e2e = summarize(window.hist(first, last, "e2e_latency"))
+    queue = summarize(queue_h, store=store.get("queue_time"))
+    inference = of("inference_time")
+    e2e = of("e2e_latency")
     values: dict[str, object] = {
         "queue_p95_s": _p95("queue_p95_s", queue, why),
         "queue_mean_s": queue.mean,
@@ -79,7 +97,7 @@ def derive_latency(first: ParsedDump, last: ParsedDump, handler: str | None) -> 
         # histogram: the handler-labelled one has only 0.1/0.5/1/+Inf buckets, useless above 1 s. "highr"
         # has no handler label, but /metrics is not instrumented and health checks are few and fast.
         labelled = summarize(window.hist(first, last, "http_duration", handler=handler))
-        highr = summarize(window.hist(first, last, "http_duration_highr"))
+        highr = of("http_duration_highr")
         values["http_mean_s"] = labelled.mean
         p95 = _p95("http_p95_s", highr, why)
         values["http_p95_s"] = p95 if p95 is not None else labelled.quantile
