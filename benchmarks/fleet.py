@@ -8,6 +8,9 @@ in a fresh Python process, so peak memory (VmHWM) is its own; fleet mode's forke
 beyond the first, from 100 replicas) share its pages and are not counted.
 
 Targets (issue 11): 6 -> 206 replicas costs at most 3x the time; 1,000 replicas within 10 s on 2 cores.
+"Prometheus eval s" is the server's own evaluation time for the same queries (`stats=all`, summed over
+them, measured in an untimed extra pass, one query at a time): the share of the cores fleet mode cannot save on this machine,
+where Prometheus runs beside it.
 
     python benchmarks/fleet.py                 # all sizes
     python benchmarks/fleet.py --sizes 6,206   # a subset
@@ -78,8 +81,16 @@ def _child_fleet(url: str, start: float, end: float) -> None:
     report = run.diagnose_fleet(client, Window(start, end), selector=SELECTOR)
     seconds = time.perf_counter() - t
     labels = {r.replica: r.report.verdict.label for r in report.replicas}
+    peak = peak_rss_mb()
+    # Once more, untimed, asking Prometheus what the same queries cost it (its evaluation time, summed
+    # over the queries): on one machine the server and fleet mode share the cores.
+    # One query at a time, so that each evaluation time is the query's own, not its wait for a core.
+    stats = PrometheusClient(url, total_s=300, ask_stats=True)
+    run.PARALLEL_QUERIES = 1
+    original_fetch(stats, Window(start, end), "pod", 'namespace="rerank"')
     print(json.dumps({"s": seconds, "fetch_s": marks["fetched"] - t, "queries": client.queries,
-                      "bytes": client.bytes_read, "labels": labels, "maxrss_mb": peak_rss_mb()}))  # fmt: skip
+                      "bytes": client.bytes_read, "labels": labels, "maxrss_mb": peak,
+                      "prometheus_eval_s": stats.eval_s}))  # fmt: skip
 
 
 def _child_bundles(paths: list[str]) -> None:
@@ -125,6 +136,7 @@ def measure(size: int, paths: list[Path], tmp: Path) -> dict:
         "build_s": build_s,
         "fleet_s": statistics.median(r["s"] for r in fleet),
         "fetch_s": statistics.median(r["fetch_s"] for r in fleet),
+        "prometheus_eval_s": statistics.median(r["prometheus_eval_s"] for r in fleet),
         "queries": fleet[0]["queries"],
         "answer_mb": fleet[0]["bytes"] / 1e6,
         "fleet_maxrss_mb": max(r["maxrss_mb"] for r in fleet),
@@ -152,8 +164,8 @@ def main() -> None:
         print(f"{len(paths)} real recordings, cycled over the replicas")
         rows = []
         header = (
-            "replicas  queries  answer MB  fleet s (queries s)  fleet MB  bundles s  bundles MB  labels"
-            "  (TSDB build s)"
+            "replicas  queries  answer MB  fleet s (queries s)  Prometheus eval s  fleet MB  bundles s"
+            "  bundles MB  labels  (TSDB build s)"
         )
         print(header)
         for size in sizes:
@@ -161,7 +173,8 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{row['replicas']:>8}  {row['queries']:>7}  {row['answer_mb']:>9.1f}  {row['fleet_s']:>7.2f}"
-                f" ({row['fetch_s']:>8.2f})  {row['fleet_maxrss_mb']:>8.0f}  {row['bundles_s']:>9.2f}"
+                f" ({row['fetch_s']:>8.2f})  {row['prometheus_eval_s']:>17.2f}"
+                f"  {row['fleet_maxrss_mb']:>8.0f}  {row['bundles_s']:>9.2f}"
                 f"  {row['bundles_maxrss_mb']:>10.0f}  {'agree' if row['labels_agree'] else 'DIFFER':>6}"
                 f"  ({row['build_s']:.0f})",
                 flush=True,
@@ -171,7 +184,8 @@ def main() -> None:
         ratio = by_size[206]["fleet_s"] / by_size[6]["fleet_s"]
         print(
             f"6 -> 206 replicas: {ratio:.2f}x the time (target <= 3x; bundle by bundle: "
-            f"{by_size[206]['bundles_s'] / by_size[6]['bundles_s']:.1f}x)"
+            f"{by_size[206]['bundles_s'] / by_size[6]['bundles_s']:.1f}x); Prometheus' own evaluation "
+            f"{by_size[6]['prometheus_eval_s']:.2f} -> {by_size[206]['prometheus_eval_s']:.2f} s"
         )
     if 1000 in by_size:
         r = by_size[1000]

@@ -321,6 +321,28 @@ def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_proc
     assert forked == serial
 
 
+def test_the_charted_replicas_are_fetched_step_by_step_so_their_charts_have_a_shape(fleet: Fleet) -> None:
+    """The diagnosis reads counters at the window's two ends and the latency p95s only, which chart as one
+    interval; the HTML page fetches its charted replicas again, every range step a dump. Each replica's
+    queue-time line then has as many points as its own recording gives (within a step or two: the
+    steps are 5 s, the recordings' scrapes 1-10 s apart)."""
+    from diagnose.derive.series import window_series
+    from diagnose.fleet.run import chart_bundles
+
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
+    names = [r.replica for r in report.replicas]
+    charts = chart_bundles(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"', names)
+    assert set(charts) == set(names)
+    shaped = 0
+    for name, bundle in charts.items():
+        recorded = window_series(read_bundle(fleet.paths[int(name.removeprefix("rr-"))])).series("e2e_mean_s")
+        got = window_series(bundle).series("e2e_mean_s")
+        if recorded.points >= 3:
+            shaped += 1
+            assert got.points >= 3, (name, got.absent)
+    assert shaped >= 5
+
+
 def test_check_html_writes_every_replica_worst_first_and_no_header_value(
     fleet: Fleet, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from diagnose.derive.dump_fold import fold_dumps, has_engine_metrics
-from diagnose.derive.evidence import NO_ENGINE_METRICS, in_window
+from diagnose.derive.evidence import NO_ENGINE_METRICS, ONE_SCRAPE, in_window
 from diagnose.derive.processes import cpu_by_role, is_titled_api_server, role_of
 from diagnose.derive.section import Section, source_of
 from diagnose.derive.sections.latency import Latency, derive_latency
@@ -215,7 +215,7 @@ class _Intervals:
         values = tuple(getattr(r, name) for r in rows)
         if not any(v is not None for v in values):
             # The most frequent reason across the intervals (e.g. every p95 inside the first bucket).
-            reasons = [r.missing.get(name, "") for r in rows]
+            reasons = [r.missing.get(name, "") for r in rows] or [ONE_SCRAPE]
             return Series(key, label, unit, source, absent=max(set(reasons), key=reasons.count) or None)
         return Series(key, label, unit, source, tuple(self.ends), values)
 

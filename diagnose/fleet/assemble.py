@@ -10,6 +10,8 @@ The Bundle is what `collect` would have written on that replica, rebuilt from Pr
 - `gpu`: dcgm-exporter's series (or our exporter's NVML series) at each step.
 - `processes` / `sockets`: our exporter's per-role CPU and serving-port census at each step.
 - `issues`: each source Prometheus lacks for this replica, with how to get it.
+- `store_quantiles`: the p95s Prometheus computed (queries.STORE_QUANTILE_HISTOGRAMS), whose histograms
+  the dumps carry without their finite buckets.
 
 A replica is the value of the replica label (default `pod`; a series without it falls back to
 `instance`). Only series of a replica's vLLM targets count as its `http_*` and `process_*` families, so a
@@ -19,7 +21,7 @@ sidecar exporter's own `process_cpu_seconds_total` is never read as vLLM's.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from diagnose.fleet.client import Series
@@ -120,6 +122,9 @@ class _Replica:
         self.name = name
         self.start: list[tuple[str, LabelKey, float]] = []  # (instance, key, value)
         self.end: list[tuple[str, LabelKey, float]] = []
+        # Chart mode (assemble(steps=True)): every evaluation time's counters, one dump each.
+        self.steps: dict[float, list[tuple[str, LabelKey, float]]] = {}
+        self.scraped: dict[float, float] = {}  # evaluation time -> when the samples seen then were scraped
         self.gauges: list[tuple[str, LabelKey, tuple[tuple[float, float], ...]]] = []
         self.info: list[dict[str, str]] = []
         self.exporter: list[Series] = []
@@ -137,10 +142,13 @@ def assemble(
     *,
     require_vllm: bool,
     first_le: Mapping[str, float] | None = None,
+    steps: bool = False,
 ) -> list[ReplicaData]:
     """Every replica found in the answers, sorted by name. `require_vllm=False` (a selector was given)
     also keeps replicas whose only series are HTTP ones (vLLM with --disable-log-stats). `first_le`: the
     first bucket bound of each histogram whose quantile Prometheus computed (answer `quantile:<concept>`).
+    `steps=True` (charts: the answers are range queries over the window) makes every evaluation time a
+    dump with every counter, histogram and gauge, so each interval has its own rates and quantiles.
 
     Each answer is walked once and sorted into replicas, so the cost grows with the series, never with
     replicas x series. The answers' label dicts are consumed (labels are popped)."""
@@ -163,7 +171,10 @@ def assemble(
         elif metric.startswith("http_requests"):
             r.http_instances.add(inst)
         for t, v in s.points:
-            (r.end if window.is_end(t) else r.start).append((inst, key, v))
+            if steps:
+                r.steps.setdefault(t, []).append((inst, key, v))
+            else:
+                (r.end if window.is_end(t) else r.start).append((inst, key, v))
     for s in answers.get("gauges", []):
         name, inst, key = _split(s.labels, replica_label)
         if name is not None:
@@ -211,6 +222,7 @@ def _per_replica_values(
 
     for r, s in each("scraped"):
         for t, scraped in s.points:
+            r.scraped[t] = max(r.scraped.get(t, 0.0), scraped)
             if not window.is_end(t):
                 r.data.seen_at_start = True
                 r.data.first_scrape_unix = min(r.data.first_scrape_unix or math.inf, scraped)
@@ -258,6 +270,8 @@ def _finish(
             out[series(inst, key)] = v
         return out
 
+    if r.steps:
+        return _finish_steps(r, data, window, label, series, cumulative)
     t_first = data.first_scrape_unix if data.first_scrape_unix is not None else window.start_unix
     t_last = data.last_scrape_unix if data.last_scrape_unix is not None else window.end_unix
     first = cumulative(r.start)
@@ -275,29 +289,77 @@ def _finish(
             else:
                 into = middle.setdefault(t, {})
             into[sample] = v
+    _info(r, data, label, series, last)
+    dumps: list[MetricsDump] = []
+    if first and data.seen_at_start:
+        dumps.append(_dump(t_first, first))
+    dumps.extend(_dump(t, values) for t, values in sorted(middle.items()))
+    if last and (not dumps or t_last > dumps[-1].t_unix):
+        dumps.append(_dump(t_last, last))
+    elif last and dumps:
+        # The same scrape at both ends (one sample in the window): one dump, as one scrape is.
+        dumps[-1] = _dump(dumps[-1].t_unix, last)
+    data.bundle.dumps = dumps
+    return _finish_sources(r, data, window)
+
+
+def _dump(t: float, values: dict[Sample, float]) -> MetricsDump:
+    # Parsed already (the answers' JSON was read once, by the client): no exposition text is written
+    # only for the parser to read it again.
+    return PreParsedDump(parsed_from_samples(t, ((name, ls, v) for (name, ls), v in values.items())))
+
+
+def _info(
+    r: _Replica,
+    data: ReplicaData,
+    label: str,
+    series: Callable[[str, LabelKey], Sample],
+    into: dict[Sample, float],
+) -> None:
+    """vLLM's info series into the dump `into`; our exporter's rerank_doctor_info into the replica's facts."""
     for info in r.info:
         if info.get("__name__", "").startswith("rerank_doctor"):
             data.vllm_version = info.get("vllm_version") or data.vllm_version
             data.model_name = data.model_name or info.get("model") or None
         else:
             _, inst, key = _split(dict(info), label)
-            last[series(inst, key)] = 1.0
+            into[series(inst, key)] = 1.0
 
-    def dump(t: float, values: dict[Sample, float]) -> MetricsDump:
-        # Parsed already (the answers' JSON was read once, by the client): no exposition text is written
-        # only for the parser to read it again.
-        return PreParsedDump(parsed_from_samples(t, ((name, ls, v) for (name, ls), v in values.items())))
 
+def _finish_steps(
+    r: _Replica,
+    data: ReplicaData,
+    window: Window,
+    label: str,
+    series: Callable[[str, LabelKey], Sample],
+    cumulative: Callable[[list[tuple[str, LabelKey, float]]], dict[Sample, float]],
+) -> ReplicaData:
+    """Chart mode: one dump per scrape the steps saw, counters and gauges together, stamped with the
+    scrape's time. A step that sees the same scrape as the one before (steps finer than the scrape
+    interval, or a series gone quiet inside Prometheus' 5-minute lookback) is no new dump: repeating it
+    would chart zero rates where nothing was scraped."""
+    by_t = {t: cumulative(values) for t, values in r.steps.items()}
+    for inst, key, points in r.gauges:
+        sample = series(inst, key)
+        for t, v in points:
+            by_t.setdefault(t, {})[sample] = v
+    last_t = max(by_t)
+    r.end = r.steps.get(last_t, [])
+    _info(r, data, label, series, by_t[last_t])
     dumps: list[MetricsDump] = []
-    if first and data.seen_at_start:
-        dumps.append(dump(t_first, first))
-    dumps.extend(dump(t, values) for t, values in sorted(middle.items()))
-    if last and (not dumps or t_last > dumps[-1].t_unix):
-        dumps.append(dump(t_last, last))
-    elif last and dumps:
-        # The same scrape at both ends (one sample in the window): one dump, as one scrape is.
-        dumps[-1] = dump(dumps[-1].t_unix, last)
+    previous: float | None = None
+    for t, values in sorted(by_t.items()):
+        scraped = r.scraped.get(t, t) if r.scraped else t
+        if previous is not None and scraped <= previous:
+            continue
+        dumps.append(_dump(scraped, values))
+        previous = scraped
     data.bundle.dumps = dumps
+    return _finish_sources(r, data, window)
+
+
+def _finish_sources(r: _Replica, data: ReplicaData, window: Window) -> ReplicaData:
+    """The replica's model, server facts, GPU and exporter readings, and the sources it lacks."""
     models = {v for _, key, _ in r.end for k, v in key if k == "model_name" and v}
     data.model_name = (sorted(models)[0] if models else None) or data.model_name
     data.bundle.server = ServerInfo(url=None, version=data.vllm_version, model_id=data.model_name)

@@ -50,6 +50,10 @@ class PrometheusClient:
     queries: int = 0  # queries sent
     bytes_read: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Ask Prometheus for its own query statistics (`stats=all`, Prometheus 2.35+) and add up its
+    # evaluation time: what the fleet's queries cost the server (benchmarks/fleet.py reports it).
+    ask_stats: bool = False
+    eval_s: float = 0.0
     _deadline: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)  # fetch() runs queries from threads
 
@@ -119,6 +123,8 @@ class PrometheusClient:
         if remaining <= 0:
             raise slow
         verify: bool | str = self.ca_cert if self.ca_cert else True
+        if self.ask_stats and result_type is not None:
+            params = {**params, "stats": "all"}
         with self._lock:
             self.queries += 1
         try:
@@ -217,6 +223,11 @@ class PrometheusClient:
         if result_type is None:
             return doc.get("data")
         data = doc.get("data") or {}
+        if self.ask_stats:
+            spent = ((data.get("stats") or {}).get("timings") or {}).get("evalTotalTime")
+            if isinstance(spent, int | float):
+                with self._lock:
+                    self.eval_s += float(spent)
         if data.get("resultType") != result_type:
             raise DoctorError(
                 f"{where} answered a {data.get('resultType')!r} result where {result_type!r} was asked for",

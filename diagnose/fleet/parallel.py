@@ -18,6 +18,7 @@ from dataclasses import replace
 from diagnose.fleet.assemble import CUMULATIVE_KEYS, ReplicaData, assemble, partition
 from diagnose.fleet.client import Series
 from diagnose.fleet.window import Window
+from diagnose.pipeline import diagnose
 from diagnose.readings import Bundle
 from diagnose.report import Report
 from diagnose.thresholds import Thresholds
@@ -40,8 +41,6 @@ def _diagnose(
     source: str,
     first_le: Mapping[str, float],
 ) -> list[tuple[ReplicaData, Report]]:
-    from diagnose.pipeline import diagnose
-
     out = []
     for data in assemble(answers, window, replica_label, require_vllm=require_vllm, first_le=first_le):
         report = diagnose(data.bundle, thresholds, source=f"{source} {replica_label}={data.replica}")
@@ -84,6 +83,7 @@ def diagnose_replicas(
         return _diagnose(answers, window, replica_label, require_vllm, thresholds, source, first_le)
     groups = partition(answers, replica_label, parts)
     _JOB = (groups, window, replica_label, require_vllm, thresholds, source, first_le)
+    _import_the_pipeline()
     pool = multiprocessing.get_context("fork").Pool(parts, initializer=_worker_signals)
     try:
         results = pool.map(_work, range(parts))
@@ -95,6 +95,14 @@ def diagnose_replicas(
         pool.join()
         _JOB = None
     return [pair for group in results for pair in group]
+
+
+def _import_the_pipeline() -> None:
+    """The derivation and the rules imported before the fork (pipeline.diagnose imports them lazily):
+    the workers inherit them instead of each importing them again (~0.13 s of CPU per worker)."""
+    import diagnose.derive.evidence
+    import diagnose.redact
+    import diagnose.rules.engine  # noqa: F401
 
 
 def _worker_signals() -> None:

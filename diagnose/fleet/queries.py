@@ -1,11 +1,13 @@
 """The PromQL fleet mode runs: one query per evidence family, all replicas at once.
 
 Cost does not grow with the fleet in queries: each expression aggregates `by (__name__, <replica label>,
-...)` and returns every replica in one answer, so 1,000 replicas cost the same eleven queries as one.
+...)` and returns every replica in one answer, so 1,000 replicas cost the same twenty calls as one
+(fifteen queries, plus four label-value lookups and one count that find the histograms' first bounds).
 Aggregating on the server also drops the labels the derivation never reads (`job`, `engine`, node
 labels), which keeps the answers small. The sums match what the bundle path does: the derivation adds
 series over engines and API servers (`names.value`, `names.histogram`), so summing them first changes
-nothing.
+nothing. Where the derivation reads only a quantile of a histogram, Prometheus computes it
+(STORE_QUANTILE_HISTOGRAMS): one number per replica instead of some twenty buckets.
 
 The names come from diagnose/metrics/names.py (every era, both spellings `vllm:x` and `vllm_x`).
 """
@@ -132,14 +134,19 @@ def bucket_selector(concept: str, matchers: str) -> str:
     return _names_selector(bucket_names(concept), matchers)
 
 
+def regex_of(values: list[str] | set[str]) -> str:
+    """An RE2 alternation matching exactly these values, written for a PromQL string (backslashes
+    doubled), e.g. for `le=~"..."` or `pod=~"..."`."""
+    import re
+
+    return "|".join(re.escape(v).replace("\\", "\\\\") for v in sorted(values))
+
+
 def first_bucket_probe(first_le_text: dict[str, str], matchers: str) -> str:
     """How many bucket series carry each family's first bound and its +Inf bound (the bounds as the index
     spells them): equal counts mean every histogram of the family starts at that bound."""
-    import re
-
     names = [n for concept in first_le_text for n in bucket_names(concept)]
-    # A PromQL string holds the regex: its backslashes are doubled.
-    bounds = "|".join(sorted({re.escape(t).replace("\\", "\\\\") for t in first_le_text.values()}))
+    bounds = regex_of(set(first_le_text.values()))
     extra = f", {matchers}" if matchers else ""
     return f'count by (__name__, le) ({{__name__=~"{"|".join(names)}", le=~"{bounds}|\\\\+Inf"{extra}}})'
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
-from diagnose.fleet.assemble import down_without_series
+from diagnose.fleet.assemble import assemble, down_without_series
 from diagnose.fleet.client import PrometheusClient, Series, parse_headers
 from diagnose.fleet.parallel import diagnose_replicas
 from diagnose.fleet.queries import (
@@ -23,9 +23,11 @@ from diagnose.fleet.queries import (
     first_bucket_probe,
     parse_selector,
     plan,
+    regex_of,
 )
 from diagnose.fleet.summary import FleetReport, summarize
 from diagnose.fleet.window import Window, window_from_args
+from diagnose.readings import Bundle
 from diagnose.thresholds import Thresholds
 
 # Range queries sample gauges, GPU and exporter series at this many steps over the window (plus one):
@@ -84,17 +86,18 @@ def first_bucket_bounds(client: PrometheusClient, window: Window, matchers: str)
 
 
 def fetch(
-    client: PrometheusClient, window: Window, replica_label: str, matchers: str
+    client: PrometheusClient, window: Window, replica_label: str, matchers: str, *, steps: bool = False
 ) -> tuple[dict[str, list[Series]], dict[str, float]]:
     """Runs the plan: a fixed number of queries whatever the fleet's size. Returns the answers and the
-    first bucket bound of each histogram whose quantile Prometheus computed."""
+    first bucket bound of each histogram whose quantile Prometheus computed. `steps=True` (charts)
+    evaluates the counters at every range step too, and fetches every histogram's buckets."""
     from concurrent.futures import ThreadPoolExecutor
 
     step_s = max(MIN_STEP_S, window.seconds / RANGE_POINTS)
-    first_le = first_bucket_bounds(client, window, matchers)
+    first_le = {} if steps else first_bucket_bounds(client, window, matchers)
 
     def one(query: Query) -> list[Series]:
-        if query.when == "range":
+        if query.when == "range" or (steps and query.when == "ends"):
             return client.range(query.expr, window.start_unix, window.end_unix, step_s)
         if query.when == "ends":
             return client.range(query.expr, window.start_unix, window.end_unix, window.seconds)
@@ -202,8 +205,9 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
             ExitStatus.USAGE,
         )
     window = window_from_args(args.since, args.start, args.end, time.time())
+    client = client_from_args(args)
     report = diagnose_fleet(
-        client_from_args(args),
+        client,
         window,
         replica_label=args.replica_label,
         selector=args.selector,
@@ -211,21 +215,43 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
     )
     show_fleet(report, as_json=args.json)
     if getattr(args, "html", None) is not None:
-        write_fleet_html(args.html, report, thresholds)
+        write_fleet_html(args.html, report, thresholds, _charts(client, window, args, report))
     return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
 
 
+def chart_bundles(
+    client: PrometheusClient, window: Window, replica_label: str, matchers: str, replicas: list[str]
+) -> dict[str, Bundle]:
+    """The charted replicas' window, step by step (RANGE_POINTS steps): the diagnosis reads counters at
+    the window's two ends and the latency histograms' p95 only, one interval with no shape to draw. The
+    same plan, narrowed to these replicas (one regex matcher, so still a fixed number of queries)."""
+    if not replicas:
+        return {}
+    only = f'{replica_label}=~"{regex_of(set(replicas))}"'
+    answers, _ = fetch(client, window, replica_label, f"{matchers}, {only}" if matchers else only, steps=True)
+    return {
+        d.replica: d.bundle
+        for d in assemble(answers, window, replica_label, require_vllm=False, steps=True)
+        if d.replica in replicas
+    }
+
+
 def write_fleet_html(
-    path: Path, report: FleetReport, thresholds: Thresholds | None, *, quiet: bool = False
+    path: Path,
+    report: FleetReport,
+    thresholds: Thresholds | None,
+    charts: dict[str, Bundle],
+    *,
+    quiet: bool = False,
 ) -> str:
-    """The fleet report as one HTML file (diagnose/render/fleet_html.py); where, in one line on stderr
-    unless `quiet`, and returned."""
+    """The fleet report as one HTML file (diagnose/render/fleet_html.py), `charts` the charted replicas'
+    step-by-step bundles (`chart_bundles`); where, in one line on stderr unless `quiet`, and returned."""
     import sys
 
     from diagnose.commands.report import write_page
     from diagnose.render.fleet_html import fleet_series, render_fleet_html
 
-    series = fleet_series(report, thresholds)
+    series = fleet_series(report, thresholds, charts)
     page = render_fleet_html(report, series)
     target = write_page(path, page)
     said = (
@@ -235,6 +261,15 @@ def write_fleet_html(
     if not quiet:
         print(said, file=sys.stderr)
     return said
+
+
+def _charts(
+    client: PrometheusClient, window: Window, args: argparse.Namespace, report: FleetReport
+) -> dict[str, Bundle]:
+    from diagnose.render.fleet_html import MAX_CHARTED
+
+    replicas = [r.replica for r in report.replicas[:MAX_CHARTED]]
+    return chart_bundles(client, window, args.replica_label, parse_selector(args.selector), replicas)
 
 
 def run_watch(
@@ -271,7 +306,8 @@ def run_watch(
                     )
                     head = f"{stamp}  refresh {shown + 1}"
                     if getattr(args, "html", None) is not None:
-                        head += f" · {write_fleet_html(args.html, report, thresholds, quiet=True)}"
+                        charts = _charts(client, window, args, report)
+                        head += f" · {write_fleet_html(args.html, report, thresholds, charts, quiet=True)}"
                     live.update(Group(Text(head, style="dim"), fleet_renderable(report)))
                 except DoctorError as err:
                     if err.status == ExitStatus.USAGE:

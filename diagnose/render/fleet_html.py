@@ -10,10 +10,12 @@ and the page says how many were left uncharted.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from diagnose import __version__
 from diagnose.derive.series import WindowSeries, window_series
 from diagnose.fleet.summary import FleetReport, ReplicaResult
+from diagnose.readings import Bundle
 from diagnose.render.html import (
     _SEVERITY_COLOUR,
     UPLOT_VERSION,
@@ -32,9 +34,16 @@ MAX_CHARTED = 20
 TOP_FINDINGS = 3
 
 
-def fleet_series(report: FleetReport, thresholds: Thresholds | None) -> list[WindowSeries]:
-    """The window's series of the replicas the page charts, in the report's order (worst first)."""
-    return [window_series(r.data.bundle, thresholds) for r in report.replicas[:MAX_CHARTED]]
+def fleet_series(
+    report: FleetReport, thresholds: Thresholds | None, charts: Mapping[str, Bundle] | None = None
+) -> list[WindowSeries]:
+    """The window's series of the replicas the page charts, in the report's order (worst first).
+    `charts`: their step-by-step bundles (fleet/run.chart_bundles), by replica; a replica without one is
+    charted from the bundle it was diagnosed from."""
+    charts = charts or {}
+    return [
+        window_series(charts.get(r.replica, r.data.bundle), thresholds) for r in report.replicas[:MAX_CHARTED]
+    ]
 
 
 def render_fleet_html(report: FleetReport, series: list[WindowSeries]) -> str:
