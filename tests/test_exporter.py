@@ -82,6 +82,9 @@ def test_cpu_bound_capture_exports_its_verdict_findings_and_per_role_cpu(capture
     assert ("cpu-api-server", "critical") in {(dict(k)["rule_id"], dict(k)["severity"]) for k in findings}
     cpu = {dict(k)["role"]: v for k, v in series(samples, "rerank_doctor_process_cpu_percent").items()}
     assert 95 < cpu["api_server"] < 130  # the capture's API server sat at ~100 % of one core
+    # One API server: the role's total is that one process (fleet mode reads the share from it).
+    together = {dict(k)["role"]: v for k, v in series(samples, "rerank_doctor_role_cpu_percent").items()}
+    assert together["api_server"] == pytest.approx(cpu["api_server"])
     assert series(samples, "rerank_doctor_gpu_utilization_ratio")  # the H200 had NVML samples
     assert all(0 <= v <= 1 for v in series(samples, "rerank_doctor_gpu_utilization_ratio").values())
     assert samples[("rerank_doctor_stale", ())] == 0.0
@@ -96,6 +99,7 @@ def test_only_core_percent_metrics_use_the_percent_suffix(captures_dir: Path) ->
     assert {n for n in names if n.endswith("_percent")} == {
         "rerank_doctor_process_cpu_percent",
         "rerank_doctor_process_cpu_max_percent",
+        "rerank_doctor_role_cpu_percent",
     }
     assert "rerank_doctor_gpu_memory_used_bytes" in names and "rerank_doctor_gpu_power_watts" in names
 

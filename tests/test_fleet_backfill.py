@@ -220,6 +220,22 @@ def test_the_p95s_prometheus_computes_are_the_ones_check_from_computes(fleet: Fl
     assert computed >= 10  # most recordings have requests above the first bucket
 
 
+def test_the_busiest_api_servers_share_is_the_one_check_from_computes(fleet: Fleet) -> None:
+    """The exporter serves the busiest API server and the role's total (rerank_doctor_role_cpu_percent):
+    the share fleet mode derives is the bundle's, within what per-window means allow (the exporter's
+    busiest can change between windows). Without the total it was 1.0 for every multi-server replica."""
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
+    compared = 0
+    for r in report.replicas:
+        path = fleet.paths[int(r.replica.removeprefix("rr-"))]
+        ours, theirs = build_evidence(r.data.bundle).cpu, build_evidence(read_bundle(path)).cpu
+        want = theirs.api_server_busiest_share_ratio
+        if want is not None:
+            compared += 1
+            assert ours.api_server_busiest_share_ratio == pytest.approx(want, rel=0.15), (r.replica, path)
+    assert compared >= 4  # the H200 recordings with 8 API servers
+
+
 @pytest.fixture
 def label_api_missing(fleet: Fleet) -> Iterator[str]:
     """A gateway in front of the real Prometheus that serves the query endpoints only (404 elsewhere)."""

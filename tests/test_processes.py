@@ -121,6 +121,15 @@ def test_busiest_api_server_is_judged_not_the_sum() -> None:
     assert api.total_mean_pct == pytest.approx(30.0 + 99.0 + 40.0)
 
 
+def test_a_role_total_over_some_of_its_processes_is_unknown_not_a_smaller_sum() -> None:
+    """One API server never readable: the total of the others would pass for all of them (and the
+    busiest's share read 100 % where only it was measured, as fleet mode once reported)."""
+    samples = [_s(11, "VLLM::APIServer_0", 60.0), _s(12, "VLLM::APIServer_1", None)]
+    api = cpu_by_role(samples)["api_server"]
+    assert api.mean_pct == pytest.approx(60.0) and api.process_count == 2
+    assert api.total_mean_pct is None
+
+
 def test_unreadable_cpu_is_unknown_not_zero() -> None:
     roles = cpu_by_role([_s(5, "VLLM::EngineCore", None), _s(5, "VLLM::EngineCore", None, t=2.0)])
     engine = roles["engine_core"]

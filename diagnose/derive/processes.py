@@ -77,7 +77,9 @@ class RoleCpu:
     busiest_pid: int | None  # the process the figures above describe
     process_count: int  # distinct processes of this role seen in the window
     sample_count: int  # samples with a value behind mean_pct
-    total_mean_pct: float | None  # sum of every process's mean in this role (cores' worth in use)
+    # Sum of every process's mean in this role (cores' worth in use); None unless every process of the
+    # role has samples (a sum over some of them would pass for all, and the busiest's share for 100 %).
+    total_mean_pct: float | None
 
 
 def _in_window(t: float, t0: float | None, t1: float | None) -> bool:
@@ -128,6 +130,6 @@ def cpu_by_role(
             busiest_pid=busiest[0],
             process_count=len(keys),
             sample_count=len(values[busiest]),
-            total_mean_pct=sum(means.values()),
+            total_mean_pct=sum(means.values()) if len(means) == len(keys) else None,
         )
     return out

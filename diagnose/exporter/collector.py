@@ -199,13 +199,21 @@ def _cpu(snap: Snapshot) -> list[Metric]:
         )
         peak = _gauge("process_cpu_max_percent", "Same, highest one-second sample of the window", ("role",))
         count = _gauge("processes", "vLLM processes seen per role", ("role",))
+        together = _gauge(
+            "role_cpu_percent",
+            "CPU of every vLLM process of each role together, mean over the window, in percent of ONE core "
+            "(8 API servers at 50 % each = 400); only when every process of the role was measured",
+            ("role",),
+        )
         for r in snap.roles:
             if r.mean_pct is not None:
                 mean.add_metric([r.role], r.mean_pct)
             if r.max_pct is not None:
                 peak.add_metric([r.role], r.max_pct)
             count.add_metric([r.role], float(r.processes))
-        out += [mean, peak, count]
+            if r.total_mean_pct is not None:
+                together.add_metric([r.role], r.total_mean_pct)
+        out += [mean, peak, count, together]
     # The whole host in the unit `check` and bundles give it, all cores (docs/units.md), as a 0-1 ratio.
     for name, doc, value in (
         (

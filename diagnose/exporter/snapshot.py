@@ -40,6 +40,7 @@ class RoleWindow:
     mean_pct: float | None
     max_pct: float | None
     processes: int
+    total_mean_pct: float | None = None  # every process of the role together (None: not all measured)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ def _roles(bundle: Bundle) -> tuple[RoleWindow, ...]:
     """vLLM's processes, in percent of ONE core. The host is not a process: it is exported apart, in the
     unit `check` and bundles give it (a fraction of ALL cores), so one quantity has one unit everywhere."""
     return tuple(
-        RoleWindow(role, cpu.mean_pct, cpu.max_pct, cpu.process_count)
+        RoleWindow(role, cpu.mean_pct, cpu.max_pct, cpu.process_count, cpu.total_mean_pct)
         for role, cpu in sorted(cpu_by_role(bundle.processes).items())
         if role != "host"
     )

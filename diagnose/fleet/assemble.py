@@ -398,6 +398,7 @@ _ROLE_PROCESS = {
 
 def _exporter(data: ReplicaData, series: list[Series]) -> None:
     cpu: dict[str, list[tuple[float, float]]] = {}
+    together: dict[str, dict[float, float]] = {}  # role -> t -> every process of the role, summed
     counts: dict[str, float] = {}
     sockets: dict[tuple[float, int], dict[str, int]] = {}
     gpu: dict[tuple[float, int], dict[str, float]] = {}
@@ -411,6 +412,8 @@ def _exporter(data: ReplicaData, series: list[Series]) -> None:
             # The whole host as a fraction of ALL its cores: the bundle's HOST_TOTAL row, in percent.
             for t, v in s.points:
                 data.bundle.processes.append(ProcessSample(t, 0, 0, HOST_TOTAL, 100.0 * v, None, ""))
+        elif metric == "rerank_doctor_role_cpu_percent" and role:
+            together.setdefault(role, {}).update(s.points)
         elif metric == "rerank_doctor_processes" and role:
             counts[role] = max(counts.get(role, 0.0), max(v for _, v in s.points))
         elif metric == "rerank_doctor_port_sockets":
@@ -438,9 +441,19 @@ def _exporter(data: ReplicaData, series: list[Series]) -> None:
             else:
                 pname, cmd = _ROLE_PROCESS.get(role, (role, ""))
             pid = 1000 * (1 + sorted(cpu).index(role)) + i
+            totals = together.get(role, {})
             for t, v in points:
-                # The exporter serves the busiest process of a role; the others are counted, not measured.
-                value = v if i == 0 else None
+                # The exporter serves the busiest process of a role and, when it measured them all, the
+                # role's total; the others get the rest in equal parts. That keeps what the derivation
+                # reads of them exact (their sum: the busiest one's share), and nothing shows them one by
+                # one. Without the total they are counted, not measured (their share stays unknown).
+                total = totals.get(t)
+                if i == 0:
+                    value: float | None = v
+                elif total is not None and total >= v:
+                    value = (total - v) / (n - 1)
+                else:
+                    value = None
                 data.bundle.processes.append(ProcessSample(t, pid, 1, pname, value, None, cmd))
     data.bundle.sockets.extend(
         SocketCensus(t, port, port_states=states) for (t, port), states in sorted(sockets.items())

@@ -41,6 +41,7 @@ DCGM_UNITS = {
 EXPORTER_SERIES = (
     "rerank_doctor_process_cpu_percent",
     "rerank_doctor_processes",
+    "rerank_doctor_role_cpu_percent",
     "rerank_doctor_host_cpu_ratio",
     "rerank_doctor_port_sockets",
     "rerank_doctor_gpu_utilization_ratio",
