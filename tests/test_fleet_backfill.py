@@ -146,6 +146,23 @@ def test_every_number_check_from_reads_off_metrics_is_known_in_fleet_mode_too(fl
             assert not lost, (r.replica, path.name, name, lost)
 
 
+# What the exporter sidecar serves beyond per-role CPU: the whole host's sockets and the TIME_WAIT timers.
+EXPORTER_FIELDS = ("time_wait_host_max", "time_wait_closed_per_s_max", "time_wait_on_port_max")
+
+
+def test_the_exporters_socket_numbers_are_known_in_fleet_mode_too(fleet: Fleet) -> None:
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
+    known = 0
+    for r in report.replicas:
+        path = fleet.paths[int(r.replica.removeprefix("rr-"))]
+        ours, theirs = build_evidence(r.data.bundle).sockets, build_evidence(read_bundle(path)).sockets
+        for name in EXPORTER_FIELDS:
+            if getattr(theirs, name) is not None:
+                known += 1
+                assert getattr(ours, name) is not None, (r.replica, path.name, name, ours.missing.get(name))
+    assert known >= 10
+
+
 def test_the_number_of_queries_does_not_grow_with_the_fleet(fleet: Fleet) -> None:
     one = PrometheusClient(fleet.url)
     every = PrometheusClient(fleet.url)

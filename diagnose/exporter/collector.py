@@ -242,6 +242,15 @@ def _sockets(snap: Snapshot) -> list[Metric]:
         for state, n in sorted(snap.port_sockets.items()):
             port.add_metric([str(snap.serving_port), state], float(n))
         out.append(port)
+        if snap.port_time_wait_recent is not None:
+            recent = _gauge(
+                "port_time_wait_recent_sockets",
+                "TIME_WAIT sockets on the serving port closed in the last 5 s (their 60 s timer has >55 s "
+                "left), last census: connections closed per 5 s, an ongoing flood told from an old one",
+                ("port",),
+            )
+            recent.add_metric([str(snap.serving_port)], float(snap.port_time_wait_recent))
+            out.append(recent)
     if snap.host_sockets is not None:
         host = _gauge("host_sockets", "TCP sockets on the whole host by state, last census", ("state",))
         for state, n in sorted(snap.host_sockets.items()):

@@ -56,6 +56,8 @@ class Snapshot:
     serving_port: int | None = None
     port_sockets: dict[str, int] | None = None  # last census on the serving port: state -> count
     host_sockets: dict[str, int] | None = None  # last census, whole host
+    # Last census: TIME_WAIT sockets on the port closed in the last RECENT_CLOSE_S (None: no timers seen).
+    port_time_wait_recent: int | None = None
     collector_up: dict[str, bool] = field(default_factory=dict)
     vllm_version: str | None = None
     model: str | None = None
@@ -134,6 +136,7 @@ def build_snapshot(
         serving_port=census.port if census is not None else None,
         port_sockets=port_sockets,
         host_sockets=host_sockets,
+        port_time_wait_recent=census.port_time_wait_recent if census is not None else None,
         collector_up=up,
         vllm_version=bundle.server.version,
         model=bundle.server.model_id,

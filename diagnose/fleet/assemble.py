@@ -401,6 +401,8 @@ def _exporter(data: ReplicaData, series: list[Series]) -> None:
     together: dict[str, dict[float, float]] = {}  # role -> t -> every process of the role, summed
     counts: dict[str, float] = {}
     sockets: dict[tuple[float, int], dict[str, int]] = {}
+    recent: dict[tuple[float, int], int] = {}  # (t, port) -> TIME_WAIT closed in the last 5 s
+    host: dict[float, dict[str, int]] = {}  # t -> the whole host's sockets by state
     gpu: dict[tuple[float, int], dict[str, float]] = {}
     gpu_names: dict[int, str] = {}
     for s in series:
@@ -421,6 +423,14 @@ def _exporter(data: ReplicaData, series: list[Series]) -> None:
             if port.isdigit() and state:
                 for t, v in s.points:
                     sockets.setdefault((t, int(port)), {})[state] = int(v)
+        elif metric == "rerank_doctor_port_time_wait_recent_sockets":
+            port = s.labels.get("port", "")
+            if port.isdigit():
+                for t, v in s.points:
+                    recent[(t, int(port))] = int(v)
+        elif metric == "rerank_doctor_host_sockets" and (state := s.labels.get("state", "")):
+            for t, v in s.points:
+                host.setdefault(t, {})[state] = int(v)
         elif metric.startswith("rerank_doctor_gpu_") and s.labels.get("gpu", "").isdigit():
             index = int(s.labels["gpu"])
             if s.labels.get("name"):
@@ -456,7 +466,14 @@ def _exporter(data: ReplicaData, series: list[Series]) -> None:
                     value = None
                 data.bundle.processes.append(ProcessSample(t, pid, 1, pname, value, None, cmd))
     data.bundle.sockets.extend(
-        SocketCensus(t, port, port_states=states) for (t, port), states in sorted(sockets.items())
+        SocketCensus(
+            t,
+            port,
+            port_states=states,
+            host_states=host.get(t, {}),
+            port_time_wait_recent=recent.get((t, port)),
+        )
+        for (t, port), states in sorted(sockets.items())
     )
     if gpu and not data.bundle.gpu:
         for (t, index), values in sorted(gpu.items()):

@@ -44,6 +44,8 @@ EXPORTER_SERIES = (
     "rerank_doctor_role_cpu_percent",
     "rerank_doctor_host_cpu_ratio",
     "rerank_doctor_port_sockets",
+    "rerank_doctor_port_time_wait_recent_sockets",
+    "rerank_doctor_host_sockets",
     "rerank_doctor_gpu_utilization_ratio",
     "rerank_doctor_gpu_power_watts",
     "rerank_doctor_gpu_memory_used_bytes",
