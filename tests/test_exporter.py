@@ -92,6 +92,20 @@ def test_cpu_bound_capture_exports_its_verdict_findings_and_per_role_cpu(capture
     assert samples[("rerank_doctor_last_success_timestamp_seconds", ())] == 1000.0
 
 
+def test_the_vllm_command_line_is_served_in_the_info_series_with_secrets_redacted(captures_dir: Path) -> None:
+    """Fleet mode reads the current flags from rerank_doctor_info: a key that reached the snapshot
+    unredacted (it should not) is still masked on the way out."""
+    from dataclasses import replace
+
+    snap = snapshot_of(captures_dir, CPU_BOUND)
+    state = ExporterState()
+    state.publish(replace(snap, flags="vllm serve m --max-model-len 8192 --api-key sk-exporter-0451"))
+    info = series(scrape(state, now=1001.0), "rerank_doctor_info")
+    (labels,) = info
+    flags = dict(labels)["flags"]
+    assert "--max-model-len 8192" in flags and "sk-exporter-0451" not in flags and "--api-key ***" in flags
+
+
 def test_only_core_percent_metrics_use_the_percent_suffix(captures_dir: Path) -> None:
     state = ExporterState()
     state.publish(snapshot_of(captures_dir, CPU_BOUND))

@@ -163,6 +163,17 @@ def test_the_exporters_socket_numbers_are_known_in_fleet_mode_too(fleet: Fleet) 
     assert known >= 10
 
 
+def test_the_current_flags_come_from_the_exporter_so_suggestions_are_against_them(fleet: Fleet) -> None:
+    report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
+    with_exporter = [r for r in report.replicas if r.data.sources["exporter"]]
+    assert len(with_exporter) >= 8  # the H200 recordings
+    for r in with_exporter:
+        path = fleet.paths[int(r.replica.removeprefix("rr-"))]
+        ours, theirs = build_evidence(r.data.bundle).config, build_evidence(read_bundle(path)).config
+        assert ours.flag_max_model_len == theirs.flag_max_model_len is not None, (r.replica, path.name)
+        assert ours.flag_api_server_count == theirs.flag_api_server_count, (r.replica, path.name)
+
+
 def test_the_number_of_queries_does_not_grow_with_the_fleet(fleet: Fleet) -> None:
     one = PrometheusClient(fleet.url)
     every = PrometheusClient(fleet.url)

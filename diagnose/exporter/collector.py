@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from diagnose import __version__
 from diagnose.exporter.snapshot import COLLECTORS, Snapshot
 from diagnose.exporter.state import ExporterState, StateView
+from diagnose.redact import redact_command_line
 from diagnose.report import LABELS
 
 PREFIX = "rerank_doctor"
@@ -63,12 +64,13 @@ def families(view: StateView, *, now: float, url: str = "", stale_after_s: float
 
     info = InfoMetricFamily(
         PREFIX,
-        "rerank-doctor exporter: its version, the vLLM it watches",
-        labels=["version", "url", "vllm_version", "model"],
+        "rerank-doctor exporter: its version, the vLLM it watches and its command line (secrets redacted; "
+        "fleet mode reads the current flags from it)",
+        labels=["version", "url", "vllm_version", "model", "flags"],
     )
-    info.add_metric(
-        [__version__, url, (snap.vllm_version or "") if snap else "", (snap.model or "") if snap else ""], {}
-    )
+    version, model = ((snap.vllm_version or ""), (snap.model or "")) if snap else ("", "")
+    flags = redact_command_line(snap.flags) if snap and snap.flags else ""
+    info.add_metric([__version__, url, version, model, flags], {})
     out.append(info)
 
     up = _gauge(

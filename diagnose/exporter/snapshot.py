@@ -61,6 +61,7 @@ class Snapshot:
     collector_up: dict[str, bool] = field(default_factory=dict)
     vllm_version: str | None = None
     model: str | None = None
+    flags: str | None = None  # the vLLM command line, secrets redacted (ServerInfo.flags)
 
 
 def _gpus(samples: list[GpuSample]) -> tuple[GpuWindow, ...]:
@@ -140,4 +141,5 @@ def build_snapshot(
         collector_up=up,
         vllm_version=bundle.server.version,
         model=bundle.server.model_id,
+        flags=bundle.server.flags,
     )

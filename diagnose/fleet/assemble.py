@@ -39,6 +39,7 @@ from diagnose.readings import (
     SocketCensus,
     StoreQuantile,
 )
+from diagnose.redact import redact_command_line
 
 # Labels Prometheus adds per target: not part of what vLLM served, left out of the rebuilt exposition.
 _TARGET_LABELS = frozenset({"__name__", "job", "namespace", "pod", "container", "endpoint", "service"})
@@ -64,6 +65,7 @@ class ReplicaData:
     bundle: Bundle
     model_name: str | None = None
     vllm_version: str | None = None
+    flags: str | None = None  # vLLM's command line, from our exporter's rerank_doctor_info (redacted)
     seen_at_start: bool = False
     seen_at_end: bool = False
     first_scrape_unix: float | None = None  # when Prometheus scraped the samples the window starts from
@@ -321,6 +323,7 @@ def _info(
         if info.get("__name__", "").startswith("rerank_doctor"):
             data.vllm_version = info.get("vllm_version") or data.vllm_version
             data.model_name = data.model_name or info.get("model") or None
+            data.flags = info.get("flags") or data.flags
         else:
             _, inst, key = _split(dict(info), label)
             into[series(inst, key)] = 1.0
@@ -362,7 +365,10 @@ def _finish_sources(r: _Replica, data: ReplicaData, window: Window) -> ReplicaDa
     """The replica's model, server facts, GPU and exporter readings, and the sources it lacks."""
     models = {v for _, key, _ in r.end for k, v in key if k == "model_name" and v}
     data.model_name = (sorted(models)[0] if models else None) or data.model_name
-    data.bundle.server = ServerInfo(url=None, version=data.vllm_version, model_id=data.model_name)
+    flags = redact_command_line(data.flags) if data.flags else None
+    data.bundle.server = ServerInfo(
+        url=None, version=data.vllm_version, model_id=data.model_name, flags=flags
+    )
     _exporter(data, r.exporter)
     _dcgm(data, r.dcgm)
     data.sources = {
