@@ -9,8 +9,8 @@ beyond the first, from 100 replicas) share its pages and are not counted.
 
 Targets (issue 11): 6 -> 206 replicas costs at most 3x the time; 1,000 replicas within 10 s on 2 cores.
 "Prometheus eval s" is the server's own evaluation time for the same queries (`stats=all`, summed over
-them, measured in an untimed extra pass, one query at a time): the share of the cores fleet mode cannot save on this machine,
-where Prometheus runs beside it.
+them, measured in an untimed extra pass, one query at a time): the share of the cores fleet mode cannot
+save on this machine, where Prometheus runs beside it.
 
     python benchmarks/fleet.py                 # all sizes
     python benchmarks/fleet.py --sizes 6,206   # a subset
@@ -61,6 +61,7 @@ def peak_rss_mb() -> float:
 
 
 def _child_fleet(url: str, start: float, end: float) -> None:
+    from diagnose.fleet import fetch as fleet_fetch
     from diagnose.fleet import run
     from diagnose.fleet.client import PrometheusClient
     from diagnose.fleet.window import Window
@@ -86,7 +87,7 @@ def _child_fleet(url: str, start: float, end: float) -> None:
     # over the queries): on one machine the server and fleet mode share the cores.
     # One query at a time, so that each evaluation time is the query's own, not its wait for a core.
     stats = PrometheusClient(url, total_s=300, ask_stats=True)
-    run.PARALLEL_QUERIES = 1
+    fleet_fetch.PARALLEL_QUERIES = 1
     original_fetch(stats, Window(start, end), "pod", 'namespace="rerank"')
     print(json.dumps({"s": seconds, "fetch_s": marks["fetched"] - t, "queries": client.queries,
                       "bytes": client.bytes_read, "labels": labels, "maxrss_mb": peak,

@@ -349,8 +349,8 @@ def test_watch_prometheus_ends_on_ctrl_c_with_130(fleet: Fleet, capsys: pytest.C
 
 
 def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_process(fleet: Fleet) -> None:
+    from diagnose.fleet.fetch import fetch
     from diagnose.fleet.parallel import diagnose_replicas
-    from diagnose.fleet.run import fetch
 
     def labels(workers: int) -> dict[str, tuple[str, str | None, int]]:
         answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
@@ -371,7 +371,7 @@ def test_the_charted_replicas_are_fetched_step_by_step_so_their_charts_have_a_sh
     queue-time line then has as many points as its own recording gives (within a step or two: the
     steps are 5 s, the recordings' scrapes 1-10 s apart)."""
     from diagnose.derive.series import window_series
-    from diagnose.fleet.run import chart_bundles
+    from diagnose.fleet.fetch import chart_bundles
 
     report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
     names = [r.replica for r in report.replicas]

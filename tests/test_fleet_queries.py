@@ -120,7 +120,7 @@ def test_a_family_whose_replicas_start_at_other_bounds_is_fetched_bucket_by_buck
     from http_servers import Route, serve
 
     from diagnose.fleet.client import PrometheusClient
-    from diagnose.fleet.run import first_bucket_bounds
+    from diagnose.fleet.fetch import first_bucket_bounds
     from diagnose.fleet.window import Window
 
     def vector(rows: list[tuple[str, str, int]]) -> bytes:

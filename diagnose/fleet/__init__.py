@@ -8,7 +8,10 @@ so every rule judges fleet data unchanged.
 - `queries`: the PromQL, one query per evidence family, grouped `by` the replica label (never one query
   per replica), built from the name table in diagnose/metrics/names.py.
 - `client`: the only I/O — bounded total time and response size; Prometheus failures as one-line errors.
+- `fetch`: runs the plan through the client (the histograms' first bounds, the queries in parallel, the
+  charted replicas' window step by step for the HTML page).
 - `assemble`: pure, query results -> per-replica Bundles.
+- `parallel`: each replica's diagnosis, over the machine's cores (forked workers).
 - `summary`: pure, per-replica reports -> the fleet view (imbalance, stale replicas, versions, headroom).
 - `render`: rich text and JSON.
 - `run`: the `check --prometheus` / `watch --prometheus` entry.

@@ -1,10 +1,10 @@
-"""`check --prometheus` and `watch --prometheus`: the queries, one Bundle per replica, one report each."""
+"""`check --prometheus` and `watch --prometheus`: the fleet pipeline's one entry point, `diagnose_fleet`
+(fetch.py runs the queries, parallel.py diagnoses each replica's Bundle, summary.py makes the fleet view)."""
 
 from __future__ import annotations
 
 import argparse
 import gc
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,101 +12,15 @@ from pathlib import Path
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
-from diagnose.fleet.assemble import assemble, down_without_series
-from diagnose.fleet.client import PrometheusClient, Series, parse_headers
+from diagnose.fleet.assemble import down_without_series
+from diagnose.fleet.client import PrometheusClient, parse_headers
+from diagnose.fleet.fetch import chart_bundles, fetch
 from diagnose.fleet.parallel import diagnose_replicas
-from diagnose.fleet.queries import (
-    STORE_QUANTILE_HISTOGRAMS,
-    Query,
-    bucket_names,
-    bucket_selector,
-    first_bucket_probe,
-    parse_selector,
-    plan,
-    regex_of,
-)
+from diagnose.fleet.queries import parse_selector
 from diagnose.fleet.summary import FleetReport, summarize
 from diagnose.fleet.window import Window, window_from_args
 from diagnose.readings import Bundle
 from diagnose.thresholds import Thresholds
-
-# Range queries sample gauges, GPU and exporter series at this many steps over the window (plus one):
-# enough to see a queue build up, few enough that 1,000 replicas answer in a few MB.
-RANGE_POINTS = 30
-# No scrape interval in common use is shorter: a finer step only repeats the same samples.
-MIN_STEP_S = 5.0
-# Queries in flight at once: Prometheus evaluates them on several cores while the answers are decoded.
-PARALLEL_QUERIES = 4
-
-
-def first_bucket_bounds(client: PrometheusClient, window: Window, matchers: str) -> dict[str, float]:
-    """The first bucket bound of each STORE_QUANTILE_HISTOGRAMS family, where every replica's histogram
-    starts at it: the families whose quantile Prometheus may compute (queries.py). From the index (one
-    label-values call per family) and one count; a fixed cost whatever the fleet. Nothing where the
-    label-values API is not served: every histogram is then fetched bucket by bucket."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def first(concept: str) -> tuple[str, float, str] | None:
-        texts = client.label_values(
-            "le", bucket_selector(concept, matchers), window.start_unix, window.end_unix
-        )
-        bounds = []
-        for text in texts or []:
-            try:
-                le = float(text)
-            except ValueError:
-                continue
-            if math.isfinite(le):
-                bounds.append((le, text))
-        return (concept, *min(bounds)) if bounds else None
-
-    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
-        found = [f for f in pool.map(first, STORE_QUANTILE_HISTOGRAMS) if f is not None]
-    if not found:
-        return {}
-    counts = client.instant(first_bucket_probe({c: text for c, _, text in found}, matchers), window.end_unix)
-    at_first: dict[str, float] = {}
-    at_inf: dict[str, float] = {}
-    for concept, _, text in found:
-        names = set(bucket_names(concept))
-        for s in counts:
-            if s.labels.get("__name__") in names:
-                into = (
-                    at_inf
-                    if s.labels.get("le") == "+Inf"
-                    else at_first
-                    if s.labels.get("le") == text
-                    else None
-                )
-                if into is not None:
-                    into[concept] = into.get(concept, 0.0) + s.points[0][1]
-    # Equal counts: every histogram of the family has that first bound (and none a lower one: the index
-    # lists none). Otherwise its replicas differ (mixed versions): its buckets are fetched as they are.
-    return {c: le for c, le, _ in found if at_inf.get(c, 0.0) > 0 and at_first.get(c) == at_inf.get(c)}
-
-
-def fetch(
-    client: PrometheusClient, window: Window, replica_label: str, matchers: str, *, steps: bool = False
-) -> tuple[dict[str, list[Series]], dict[str, float]]:
-    """Runs the plan: a fixed number of queries whatever the fleet's size. Returns the answers and the
-    first bucket bound of each histogram whose quantile Prometheus computed. `steps=True` (charts)
-    evaluates the counters at every range step too, and fetches every histogram's buckets."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    step_s = max(MIN_STEP_S, window.seconds / RANGE_POINTS)
-    first_le = {} if steps else first_bucket_bounds(client, window, matchers)
-
-    def one(query: Query) -> list[Series]:
-        if query.when == "range" or (steps and query.when == "ends"):
-            return client.range(query.expr, window.start_unix, window.end_unix, step_s)
-        if query.when == "ends":
-            return client.range(query.expr, window.start_unix, window.end_unix, window.seconds)
-        return client.instant(query.expr, window.end_unix)
-
-    queries = plan(replica_label, matchers, window.seconds, first_le)
-    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
-        results = list(pool.map(one, queries))  # the first failure is raised here, as one DoctorError
-    return {q.key: r for q, r in zip(queries, results, strict=True)}, first_le
 
 
 def diagnose_fleet(
@@ -217,23 +131,6 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
     if getattr(args, "html", None) is not None:
         write_fleet_html(args.html, report, thresholds, _charts(client, window, args, report))
     return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
-
-
-def chart_bundles(
-    client: PrometheusClient, window: Window, replica_label: str, matchers: str, replicas: list[str]
-) -> dict[str, Bundle]:
-    """The charted replicas' window, step by step (RANGE_POINTS steps): the diagnosis reads counters at
-    the window's two ends and the latency histograms' p95 only, one interval with no shape to draw. The
-    same plan, narrowed to these replicas (one regex matcher, so still a fixed number of queries)."""
-    if not replicas:
-        return {}
-    only = f'{replica_label}=~"{regex_of(set(replicas))}"'
-    answers, _ = fetch(client, window, replica_label, f"{matchers}, {only}" if matchers else only, steps=True)
-    return {
-        d.replica: d.bundle
-        for d in assemble(answers, window, replica_label, require_vllm=False, steps=True)
-        if d.replica in replicas
-    }
 
 
 def write_fleet_html(

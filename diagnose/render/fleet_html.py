@@ -38,7 +38,7 @@ def fleet_series(
     report: FleetReport, thresholds: Thresholds | None, charts: Mapping[str, Bundle] | None = None
 ) -> list[WindowSeries]:
     """The window's series of the replicas the page charts, in the report's order (worst first).
-    `charts`: their step-by-step bundles (fleet/run.chart_bundles), by replica; a replica without one is
+    `charts`: their step-by-step bundles (fleet/fetch.chart_bundles), by replica; a replica without one is
     charted from the bundle it was diagnosed from."""
     charts = charts or {}
     return [
