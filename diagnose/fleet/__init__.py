@@ -10,7 +10,8 @@ so every rule judges fleet data unchanged.
 - `client`: the only I/O — bounded total time and response size; Prometheus failures as one-line errors.
 - `fetch`: runs the plan through the client (the histograms' first bounds, the queries in parallel, the
   charted replicas' window step by step for the HTML page).
-- `assemble`: pure, query results -> per-replica Bundles.
+- `assemble`: pure, query results -> per-replica Bundles; `sidecars`: the exporters beside vLLM (ours,
+  dcgm-exporter) -> their GPU, process and socket readings.
 - `parallel`: each replica's diagnosis, over the machine's cores (forked workers).
 - `summary`: pure, per-replica reports -> the fleet view (imbalance, stale replicas, versions, headroom).
 - `render`: rich text and JSON.

@@ -7,11 +7,11 @@ The Bundle is what `collect` would have written on that replica, rebuilt from Pr
   every dump, and a reranker's gauges are mostly 0 at any one instant). The dumps are built parsed
   (exposition.PreParsedDump: the samples a parsed /metrics holds, under the same policy), since the
   answers' JSON was already read once by the client; written as text they would only be parsed again.
-- `gpu`: dcgm-exporter's series (or our exporter's NVML series) at each step.
-- `processes` / `sockets`: our exporter's per-role CPU and serving-port census at each step.
+- `gpu`, `processes`, `sockets`: the exporters' series beside vLLM at each step (sidecars.py).
 - `issues`: each source Prometheus lacks for this replica, with how to get it.
 - `store_quantiles`: the p95s Prometheus computed (queries.STORE_QUANTILE_HISTOGRAMS), whose histograms
   the dumps carry without their finite buckets.
+With `steps=True` (the HTML page's charted replicas) every range step is a dump of its own instead.
 
 A replica is the value of the replica label (default `pod`; a series without it falls back to
 `instance`). Only series of a replica's vLLM targets count as its `http_*` and `process_*` families, so a
@@ -26,17 +26,14 @@ from dataclasses import dataclass, field
 
 from diagnose.fleet.client import Series
 from diagnose.fleet.queries import QUANTILE_KEY, STORE_QUANTILE
+from diagnose.fleet.sidecars import dcgm_readings, exporter_readings
 from diagnose.fleet.window import Window
 from diagnose.metrics.exposition import LabelSet, PreParsedDump, parsed_from_samples
 from diagnose.readings import (
-    HOST_TOTAL,
     Bundle,
     CollectorIssue,
-    GpuSample,
     MetricsDump,
-    ProcessSample,
     ServerInfo,
-    SocketCensus,
     StoreQuantile,
 )
 from diagnose.redact import redact_command_line
@@ -369,8 +366,8 @@ def _finish_sources(r: _Replica, data: ReplicaData, window: Window) -> ReplicaDa
     data.bundle.server = ServerInfo(
         url=None, version=data.vllm_version, model_id=data.model_name, flags=flags
     )
-    _exporter(data, r.exporter)
-    _dcgm(data, r.dcgm)
+    exporter_readings(data.bundle, r.exporter)
+    dcgm_readings(data.bundle, r.dcgm)
     data.sources = {
         "vllm": bool(r.vllm_instances),
         "gpu": bool(data.bundle.gpu),
@@ -393,142 +390,6 @@ def _finish_sources(r: _Replica, data: ReplicaData, window: Window) -> ReplicaDa
             )
         )
     return data
-
-
-# Our exporter's roles -> a process name the derivation's role finder (derive/processes.py) recognises.
-_ROLE_PROCESS = {
-    "engine_core": ("VLLM::EngineCore", ""),
-    "worker": ("VLLM::Worker", ""),
-}
-
-
-def _exporter(data: ReplicaData, series: list[Series]) -> None:
-    cpu: dict[str, list[tuple[float, float]]] = {}
-    together: dict[str, dict[float, float]] = {}  # role -> t -> every process of the role, summed
-    counts: dict[str, float] = {}
-    sockets: dict[tuple[float, int], dict[str, int]] = {}
-    recent: dict[tuple[float, int], int] = {}  # (t, port) -> TIME_WAIT closed in the last 5 s
-    host: dict[float, dict[str, int]] = {}  # t -> the whole host's sockets by state
-    gpu: dict[tuple[float, int], dict[str, float]] = {}
-    gpu_names: dict[int, str] = {}
-    for s in series:
-        metric = s.labels.get("__name__", "")
-        role = s.labels.get("role", "")
-        if metric == "rerank_doctor_process_cpu_percent" and role:
-            cpu.setdefault(role, []).extend(s.points)
-        elif metric == "rerank_doctor_host_cpu_ratio":
-            # The whole host as a fraction of ALL its cores: the bundle's HOST_TOTAL row, in percent.
-            for t, v in s.points:
-                data.bundle.processes.append(ProcessSample(t, 0, 0, HOST_TOTAL, 100.0 * v, None, ""))
-        elif metric == "rerank_doctor_role_cpu_percent" and role:
-            together.setdefault(role, {}).update(s.points)
-        elif metric == "rerank_doctor_processes" and role:
-            counts[role] = max(counts.get(role, 0.0), max(v for _, v in s.points))
-        elif metric == "rerank_doctor_port_sockets":
-            port, state = s.labels.get("port", ""), s.labels.get("state", "")
-            if port.isdigit() and state:
-                for t, v in s.points:
-                    sockets.setdefault((t, int(port)), {})[state] = int(v)
-        elif metric == "rerank_doctor_port_time_wait_recent_sockets":
-            port = s.labels.get("port", "")
-            if port.isdigit():
-                for t, v in s.points:
-                    recent[(t, int(port))] = int(v)
-        elif metric == "rerank_doctor_host_sockets" and (state := s.labels.get("state", "")):
-            for t, v in s.points:
-                host.setdefault(t, {})[state] = int(v)
-        elif metric.startswith("rerank_doctor_gpu_") and s.labels.get("gpu", "").isdigit():
-            index = int(s.labels["gpu"])
-            if s.labels.get("name"):
-                gpu_names[index] = s.labels["name"]
-            for t, v in s.points:
-                gpu.setdefault((t, index), {})[metric] = v
-    for role, points in cpu.items():
-        if role == "host":
-            continue  # the whole host comes as rerank_doctor_host_cpu_ratio (above), not as a role
-        n = max(1, int(counts.get(role, 1)))
-        for i in range(n):
-            if role == "api_server":
-                pname, cmd = (
-                    (f"VLLM::APIServer_{i}", "")
-                    if n > 1
-                    else ("python", "python -m vllm.entrypoints.openai.api_server")
-                )
-            else:
-                pname, cmd = _ROLE_PROCESS.get(role, (role, ""))
-            pid = 1000 * (1 + sorted(cpu).index(role)) + i
-            totals = together.get(role, {})
-            for t, v in points:
-                # The exporter serves the busiest process of a role and, when it measured them all, the
-                # role's total; the others get the rest in equal parts. That keeps what the derivation
-                # reads of them exact (their sum: the busiest one's share), and nothing shows them one by
-                # one. Without the total they are counted, not measured (their share stays unknown).
-                total = totals.get(t)
-                if i == 0:
-                    value: float | None = v
-                elif total is not None and total >= v:
-                    value = (total - v) / (n - 1)
-                else:
-                    value = None
-                data.bundle.processes.append(ProcessSample(t, pid, 1, pname, value, None, cmd))
-    data.bundle.sockets.extend(
-        SocketCensus(
-            t,
-            port,
-            port_states=states,
-            host_states=host.get(t, {}),
-            port_time_wait_recent=recent.get((t, port)),
-        )
-        for (t, port), states in sorted(sockets.items())
-    )
-    if gpu and not data.bundle.gpu:
-        for (t, index), values in sorted(gpu.items()):
-            util = values.get("rerank_doctor_gpu_utilization_ratio")
-            used = values.get("rerank_doctor_gpu_memory_used_bytes")
-            total = values.get("rerank_doctor_gpu_memory_total_bytes")
-            clock = values.get("rerank_doctor_gpu_sm_clock_hertz")
-            data.bundle.gpu.append(
-                GpuSample(
-                    t,
-                    index,
-                    None if util is None else util * 100.0,
-                    None if used is None else used / 2**20,
-                    None if total is None else total / 2**20,
-                    values.get("rerank_doctor_gpu_power_watts"),
-                    None if clock is None else clock / 1e6,
-                    gpu_names.get(index),
-                )
-            )
-
-
-def _dcgm(data: ReplicaData, series: list[Series]) -> None:
-    rows: dict[tuple[float, int], dict[str, float]] = {}
-    models: dict[int, str] = {}
-    for s in series:
-        gpu = s.labels.get("gpu", "")
-        if not gpu.isdigit():
-            continue
-        if s.labels.get("modelName"):
-            models[int(gpu)] = s.labels["modelName"]
-        for t, v in s.points:
-            rows.setdefault((t, int(gpu)), {})[s.labels.get("__name__", "")] = v
-    if not rows:
-        return
-    data.bundle.gpu = []  # DCGM wins over the exporter's NVML copy: it is the cluster's own GPU source
-    for (t, index), values in sorted(rows.items()):
-        used, free = values.get("DCGM_FI_DEV_FB_USED"), values.get("DCGM_FI_DEV_FB_FREE")
-        data.bundle.gpu.append(
-            GpuSample(
-                t,
-                index,
-                values.get("DCGM_FI_DEV_GPU_UTIL"),
-                used,
-                used + free if used is not None and free is not None else None,
-                values.get("DCGM_FI_DEV_POWER_USAGE"),
-                values.get("DCGM_FI_DEV_SM_CLOCK"),
-                models.get(index),
-            )
-        )
 
 
 def owner(key: str, labels: dict[str, str], replica_label: str) -> str | None:
