@@ -91,6 +91,9 @@ class ProcessSample:
     cpu_percent: float | None
     rss_mb: float | None
     cmd: str  # command line, secrets redacted
+    # Where the sample stands for a longer interval than one reading (fleet mode: the exporter's window,
+    # whose mean is `cpu_percent`): the highest one-second reading inside it. None: one reading.
+    cpu_max_percent: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

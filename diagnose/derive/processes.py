@@ -100,6 +100,7 @@ def cpu_by_role(
 
     # Keyed by (pid, name): a pid reused by an unrelated process within the window stays apart.
     values: dict[tuple[int, str], list[float]] = {}
+    peaks: dict[tuple[int, str], list[float]] = {}  # each sample's highest reading (its own, or its max)
     roles: dict[tuple[int, str], str] = {}
     for s in chosen:
         key = (s.pid, s.name)
@@ -109,8 +110,10 @@ def cpu_by_role(
                 role = "other"
             roles[key] = role
             values[key] = []
+            peaks[key] = []
         if s.cpu_percent is not None:
             values[key].append(s.cpu_percent)
+            peaks[key].append(s.cpu_max_percent if s.cpu_max_percent is not None else s.cpu_percent)
 
     out: dict[str, RoleCpu] = {}
     for role in ROLES:
@@ -126,7 +129,7 @@ def cpu_by_role(
         out[role] = RoleCpu(
             role=role,
             mean_pct=means[busiest],
-            max_pct=max(values[busiest]),
+            max_pct=max(peaks[busiest]),
             busiest_pid=busiest[0],
             process_count=len(keys),
             sample_count=len(values[busiest]),

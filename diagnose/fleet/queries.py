@@ -40,9 +40,11 @@ DCGM_UNITS = {
 # Our own exporter (`rerank-doctor export`) beside vLLM: per-process CPU and sockets Prometheus lacks.
 EXPORTER_SERIES = (
     "rerank_doctor_process_cpu_percent",
+    "rerank_doctor_process_cpu_max_percent",
     "rerank_doctor_processes",
     "rerank_doctor_role_cpu_percent",
     "rerank_doctor_host_cpu_ratio",
+    "rerank_doctor_host_cpu_max_ratio",
     "rerank_doctor_port_sockets",
     "rerank_doctor_port_time_wait_recent_sockets",
     "rerank_doctor_host_sockets",

@@ -19,6 +19,10 @@ def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
     derivation's role finder recognises), the host's CPU, the socket censuses, and NVML's GPU rows
     where no dcgm-exporter row came first."""
     cpu: dict[str, list[tuple[float, float]]] = {}
+    # The exporter's window maxima beside its means: the busiest process's, and the whole host's (%).
+    cpu_max: dict[str, dict[float, float]] = {}
+    host_cpu: dict[float, float] = {}
+    host_cpu_max: dict[float, float] = {}
     together: dict[str, dict[float, float]] = {}  # role -> t -> every process of the role, summed
     counts: dict[str, float] = {}
     sockets: dict[tuple[float, int], dict[str, int]] = {}
@@ -31,10 +35,12 @@ def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
         role = s.labels.get("role", "")
         if metric == "rerank_doctor_process_cpu_percent" and role:
             cpu.setdefault(role, []).extend(s.points)
-        elif metric == "rerank_doctor_host_cpu_ratio":
+        elif metric == "rerank_doctor_process_cpu_max_percent" and role:
+            cpu_max.setdefault(role, {}).update(s.points)
+        elif metric in ("rerank_doctor_host_cpu_ratio", "rerank_doctor_host_cpu_max_ratio"):
             # The whole host as a fraction of ALL its cores: the bundle's HOST_TOTAL row, in percent.
-            for t, v in s.points:
-                bundle.processes.append(ProcessSample(t, 0, 0, HOST_TOTAL, 100.0 * v, None, ""))
+            into = host_cpu if metric == "rerank_doctor_host_cpu_ratio" else host_cpu_max
+            into.update((t, 100.0 * v) for t, v in s.points)
         elif metric == "rerank_doctor_role_cpu_percent" and role:
             together.setdefault(role, {}).update(s.points)
         elif metric == "rerank_doctor_processes" and role:
@@ -58,6 +64,10 @@ def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
                 gpu_names[index] = s.labels["name"]
             for t, v in s.points:
                 gpu.setdefault((t, index), {})[metric] = v
+    bundle.processes.extend(
+        ProcessSample(t, 0, 0, HOST_TOTAL, v, None, "", cpu_max_percent=host_cpu_max.get(t))
+        for t, v in sorted(host_cpu.items())
+    )
     for role, points in cpu.items():
         if role == "host":
             continue  # the whole host comes as rerank_doctor_host_cpu_ratio (above), not as a role
@@ -79,13 +89,16 @@ def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
                 # reads of them exact (their sum: the busiest one's share), and nothing shows them one by
                 # one. Without the total they are counted, not measured (their share stays unknown).
                 total = totals.get(t)
+                peak = cpu_max.get(role, {}).get(t) if i == 0 else None
                 if i == 0:
                     value: float | None = v
                 elif total is not None and total >= v:
                     value = (total - v) / (n - 1)
                 else:
                     value = None
-                bundle.processes.append(ProcessSample(t, pid, 1, pname, value, None, cmd))
+                bundle.processes.append(
+                    ProcessSample(t, pid, 1, pname, value, None, cmd, cpu_max_percent=peak)
+                )
     bundle.sockets.extend(
         SocketCensus(
             t,
