@@ -59,6 +59,10 @@ class GpuSample:
     power_w: float | None
     sm_clock_mhz: float | None
     name: str | None = None
+    # Where the sample stands for an interval (fleet mode: a range step), the highest reading inside it;
+    # None: the sample is one reading.
+    util_max_pct: float | None = None
+    power_max_w: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

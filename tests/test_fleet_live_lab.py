@@ -41,7 +41,7 @@ pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parent.parent
 SELECTOR = '{namespace="rerank"}'
 LOADED, IDLE = "rr-loaded", "rr-idle"
-# Scrapes every 2 s: fleet mode's range step is 5 s at the least (diagnose/fleet/run.py MIN_STEP_S), so
+# Scrapes every 2 s: fleet mode's range step is 5 s at the least (diagnose/fleet/queries.py MIN_STEP_S), so
 # every step finds a fresh sample; the exporter's 4 s windows put ~6 CPU and socket readings in the window.
 SCRAPE_S = 2.0
 EXPORTER_WINDOW_S = 4.0

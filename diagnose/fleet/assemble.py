@@ -43,6 +43,8 @@ _TARGET_LABELS = frozenset({"__name__", "job", "namespace", "pod", "container", 
 
 # The answers that carry counters and histograms (queries.py): their values at both ends of the window.
 CUMULATIVE_KEYS = ("cumulative", "mean_only")
+# dcgm-exporter's answers: its series at each step, and each step's maxima.
+DCGM_KEYS = ("dcgm", "dcgm_max")
 
 EXPORTER_FIX = (
     "deploy the exporter sidecar (`rerank-doctor export --url http://127.0.0.1:8000` in the vLLM pod, "
@@ -192,7 +194,7 @@ def assemble(
         name = replica_of(s.labels, replica_label)
         if name in kept:
             kept[name].exporter.append(s)
-    for s in answers.get("dcgm", []):
+    for s in (s for key in DCGM_KEYS for s in answers.get(key, [])):
         # dcgm-exporter's own pod label is the exporter's pod; its pod mapping puts the GPU's workload in
         # `pod`, which Prometheus renames `exported_pod` unless honor_labels is set.
         name = s.labels.get(f"exported_{replica_label}") or s.labels.get(replica_label)
@@ -394,7 +396,7 @@ def _finish_sources(r: _Replica, data: ReplicaData, window: Window) -> ReplicaDa
 
 def owner(key: str, labels: dict[str, str], replica_label: str) -> str | None:
     """The replica a series of answer `key` belongs to (as assemble() decides it)."""
-    if key == "dcgm":
+    if key in DCGM_KEYS:
         return labels.get(f"exported_{replica_label}") or labels.get(replica_label)
     if key == "container_cpu":
         return labels.get(replica_label)

@@ -15,16 +15,12 @@ from diagnose.fleet.queries import (
     bucket_selector,
     first_bucket_probe,
     plan,
+    range_step_s,
     regex_of,
 )
 from diagnose.fleet.window import Window
 from diagnose.readings import Bundle
 
-# Range queries sample gauges, GPU and exporter series at this many steps over the window (plus one):
-# enough to see a queue build up, few enough that 1,000 replicas answer in a few MB.
-RANGE_POINTS = 30
-# No scrape interval in common use is shorter: a finer step only repeats the same samples.
-MIN_STEP_S = 5.0
 # Queries in flight at once: Prometheus evaluates them on several cores while the answers are decoded.
 PARALLEL_QUERIES = 4
 
@@ -79,7 +75,7 @@ def fetch(
     evaluates the counters at every range step too, and fetches every histogram's buckets."""
     from concurrent.futures import ThreadPoolExecutor
 
-    step_s = max(MIN_STEP_S, window.seconds / RANGE_POINTS)
+    step_s = range_step_s(window.seconds)
     first_le = {} if steps else first_bucket_bounds(client, window, matchers)
 
     def one(query: Query) -> list[Series]:

@@ -1,8 +1,8 @@
 """The PromQL fleet mode runs: one query per evidence family, all replicas at once.
 
 Cost does not grow with the fleet in queries: each expression aggregates `by (__name__, <replica label>,
-...)` and returns every replica in one answer, so 1,000 replicas cost the same twenty calls as one
-(fifteen queries, plus four label-value lookups and one count that find the histograms' first bounds).
+...)` and returns every replica in one answer, so 1,000 replicas cost the same 21 calls as one
+(16 queries, plus four label-value lookups and one count that find the histograms' first bounds).
 Aggregating on the server also drops the labels the derivation never reads (`job`, `engine`, node
 labels), which keeps the answers small. The sums match what the bundle path does: the derivation adds
 series over engines and API servers (`names.value`, `names.histogram`), so summing them first changes
@@ -55,6 +55,22 @@ EXPORTER_SERIES = (
     "rerank_doctor_gpu_sm_clock_hertz",
 )
 INFO_SERIES = ("rerank_doctor_info",)
+
+
+# Range queries sample gauges, GPU and exporter series at this many steps over the window (plus one):
+# enough to see a queue build up, few enough that 1,000 replicas answer in a few MB.
+RANGE_POINTS = 30
+# No scrape interval in common use is shorter: a finer step only repeats the same samples.
+MIN_STEP_S = 5.0
+# dcgm-exporter series whose highest reading in each step is asked for too (the step's value is one
+# instant; the Evidence's maxima are over every scrape).
+DCGM_MAXED = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE")
+MAX_SUFFIX = "_max"  # the name a step's maximum is given (label_replace), e.g. DCGM_FI_DEV_GPU_UTIL_max
+
+
+def range_step_s(window_s: float) -> float:
+    """The step of the plan's range queries over a window this long."""
+    return max(MIN_STEP_S, window_s / RANGE_POINTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +229,7 @@ def plan(
             f"avg by (__name__, {replica_label}, exported_{replica_label}, gpu, modelName) ({dcgm})",
             "range",
         ),
+        Query("dcgm_max", _dcgm_max(replica_label, window_s), "range"),
         Query(
             "container_cpu",
             f"sum by ({replica_label}, container) (rate(container_cpu_usage_seconds_total"
@@ -227,6 +244,18 @@ def plan(
             for concept in store
         ),
     ]
+
+
+def _dcgm_max(replica_label: str, window_s: float) -> str:
+    """Each range step's highest GPU utilization and power: max_over_time over the step drops the name,
+    so label_replace gives each its own (`DCGM_FI_DEV_GPU_UTIL_max`) and `or` keeps them apart."""
+    step = f"{max(1, round(range_step_s(window_s)))}s"
+    by = f"{replica_label}, exported_{replica_label}, gpu, modelName"
+    named = '"__name__", "{}", "", ""'
+    return " or ".join(
+        f"label_replace(max by ({by}) (max_over_time({name}[{step}])), {named.format(name + MAX_SUFFIX)})"
+        for name in DCGM_MAXED
+    )
 
 
 def _quantile(concept: str, by: str, matchers: str, window: str) -> str:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from diagnose.fleet.client import Series
+from diagnose.fleet.queries import MAX_SUFFIX
 from diagnose.readings import HOST_TOTAL, Bundle, GpuSample, ProcessSample, SocketCensus
 
 # Our exporter's roles -> a process name the derivation's role finder (derive/processes.py) recognises.
@@ -156,5 +157,7 @@ def dcgm_readings(bundle: Bundle, series: list[Series]) -> None:
                 values.get("DCGM_FI_DEV_POWER_USAGE"),
                 values.get("DCGM_FI_DEV_SM_CLOCK"),
                 models.get(index),
+                util_max_pct=values.get("DCGM_FI_DEV_GPU_UTIL" + MAX_SUFFIX),
+                power_max_w=values.get("DCGM_FI_DEV_POWER_USAGE" + MAX_SUFFIX),
             )
         )

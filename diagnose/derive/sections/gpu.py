@@ -53,6 +53,9 @@ def gpu_stats(samples: Iterable[GpuSample]) -> tuple[GpuStats, ...]:
     for index, rows in sorted(by_index.items()):
         util = _known(r.util_pct for r in rows)
         power = _known(r.power_w for r in rows)
+        # A sample that stands for an interval carries its own highest reading.
+        util_peaks = _known(r.util_pct if r.util_max_pct is None else r.util_max_pct for r in rows)
+        power_peaks = _known(r.power_w if r.power_max_w is None else r.power_max_w for r in rows)
         memory = _known(r.memory_used_mib for r in rows)
         clock = _known(r.sm_clock_mhz for r in rows)
         last = rows[-1]
@@ -62,9 +65,9 @@ def gpu_stats(samples: Iterable[GpuSample]) -> tuple[GpuStats, ...]:
                 name=last.name,
                 util_mean_pct=statistics.fmean(util) if util else None,
                 util_median_pct=statistics.median(util) if util else None,
-                util_max_pct=max(util) if util else None,
+                util_max_pct=max(util_peaks) if util_peaks else None,
                 power_mean_w=statistics.fmean(power) if power else None,
-                power_max_w=max(power) if power else None,
+                power_max_w=max(power_peaks) if power_peaks else None,
                 memory_used_max_mib=max(memory) if memory else None,
                 memory_used_last_mib=last.memory_used_mib,
                 memory_total_mib=last.memory_total_mib,
