@@ -148,3 +148,28 @@ def test_a_family_whose_replicas_start_at_other_bounds_is_fetched_bucket_by_buck
     cumulative = plan("pod", "", 600, bounds)[0].expr
     assert "vllm:request_queue_time_seconds_bucket" in cumulative
     assert "vllm:e2e_request_latency_seconds_bucket" not in cumulative
+
+
+@pytest.mark.parametrize(
+    "path",
+    [FIXTURES / "gpu-h200-0.6b-8api-churn" / "bundle", FIXTURES / "gpu-h200-4b-8api-open" / "bundle"],
+    ids=lambda p: p.parent.name,
+)
+def test_the_socket_states_fetched_are_all_the_evidence_reads(path: Path) -> None:
+    """Fleet mode fetches only SOCKET_STATES_READ of the exporter's censuses: a real recording's
+    Evidence must not change when its censuses lose every other state (if it does, add the state)."""
+    from diagnose.fleet.queries import SOCKET_STATES_READ
+
+    def only(states: dict[str, int]) -> dict[str, int]:
+        return {k: v for k, v in states.items() if k in SOCKET_STATES_READ}
+
+    bundle = read_bundle(path)
+    assert any(set(c.port_states) - set(SOCKET_STATES_READ) for c in bundle.sockets)  # there is a rest
+    stripped = replace(
+        bundle,
+        sockets=[
+            replace(c, port_states=only(c.port_states), host_states=only(c.host_states))
+            for c in bundle.sockets
+        ],
+    )
+    assert build_evidence(stripped).as_dict() == build_evidence(bundle).as_dict()

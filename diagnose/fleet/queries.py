@@ -55,6 +55,8 @@ EXPORTER_SERIES = (
     "rerank_doctor_gpu_sm_clock_hertz",
 )
 INFO_SERIES = ("rerank_doctor_info",)
+# The TCP states the Evidence reads of a socket census (derive/sections/sockets.py, derive/host_sockets.py).
+SOCKET_STATES_READ = ("TIME_WAIT", "ESTABLISHED")
 
 
 # Range queries sample gauges, GPU and exporter series at this many steps over the window (plus one):
@@ -192,7 +194,10 @@ def plan(
     )
     gauges = _names_selector(_sample_names(("gauge",)), matchers)
     info = _names_selector([*_sample_names(("info",)), *INFO_SERIES], matchers)
-    exporter = _names_selector(EXPORTER_SERIES, matchers)
+    # The socket censuses by state: only the states the Evidence reads (the exporter serves all eleven,
+    # most of them 0); a series without a `state` label matches the empty alternative.
+    states = f'state=~"|{"|".join(SOCKET_STATES_READ)}"'
+    exporter = _names_selector(EXPORTER_SERIES, f"{states}, {matchers}" if matchers else states)
     # GPU and container series come from node-level exporters in other namespaces: not narrowed by the
     # user's selector; assemble.py keeps only the replicas the vLLM series found.
     dcgm = _names_selector(tuple(DCGM_UNITS), "")
