@@ -14,7 +14,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -317,11 +317,47 @@ def thanos_like(fleet: Fleet) -> Iterator[str]:
     yield from _proxy(fleet, warnings=["partial response: store 10.0.0.7:10901 unavailable"])
 
 
-def _proxy(fleet: Fleet, *, warnings: list[str], missing_prefix: str | None = None) -> Iterator[str]:
+@pytest.fixture
+def charts_refused(fleet: Fleet) -> Iterator[str]:
+    """A gateway that refuses the queries narrowed to a few pods (`pod=~...`): those the HTML page's
+    charts ask for after the diagnosis; the diagnosis' own queries pass."""
+    yield from _proxy(fleet, warnings=[], refuse=lambda path: "pod%3D~" in path)
+
+
+def test_html_charts_prometheus_refuses_leave_the_page_and_the_verdict_and_say_so_in_one_line(
+    fleet: Fleet, charts_refused: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "fleet.html"
+    argv = fleet.args("--json", "--html", str(page))
+    argv[argv.index(fleet.url)] = charts_refused
+    status = main(argv)
+    captured = capsys.readouterr()
+    assert status == 1 and json.loads(captured.out)["verdict"]["severity"] == "critical"
+    said = [line for line in captured.err.splitlines() if line.startswith("rerank-doctor:")]
+    assert len(said) == 1 and "charts" in said[0] and "HTTP 503" in said[0]
+    assert "Traceback" not in captured.err
+    assert page.exists() and 'data-replica="rr-' in page.read_text()
+
+
+def _proxy(
+    fleet: Fleet,
+    *,
+    warnings: list[str],
+    missing_prefix: str | None = None,
+    refuse: Callable[[str], bool] | None = None,
+) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if missing_prefix is not None and self.path.startswith(missing_prefix):
                 self.send_error(404)
+                return
+            if refuse is not None and refuse(self.path):
+                body = json.dumps({"status": "error", "errorType": "unavailable", "error": "busy"}).encode()
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
                 return
             upstream = requests.get(fleet.url + self.path, timeout=30)
             doc = upstream.json()

@@ -119,9 +119,8 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
             ExitStatus.USAGE,
         )
     window = window_from_args(args.since, args.start, args.end, time.time())
-    client = client_from_args(args)
     report = diagnose_fleet(
-        client,
+        client_from_args(args),
         window,
         replica_label=args.replica_label,
         selector=args.selector,
@@ -129,7 +128,7 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
     )
     show_fleet(report, as_json=args.json)
     if getattr(args, "html", None) is not None:
-        write_fleet_html(args.html, report, thresholds, _charts(client, window, args, report))
+        write_fleet_html(args.html, report, thresholds, _charts(window, args, report))
     return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
 
 
@@ -161,12 +160,24 @@ def write_fleet_html(
 
 
 def _charts(
-    client: PrometheusClient, window: Window, args: argparse.Namespace, report: FleetReport
+    window: Window, args: argparse.Namespace, report: FleetReport, *, quiet: bool = False
 ) -> dict[str, Bundle]:
+    """The charted replicas' step-by-step bundles, over a client of their own (its own --query-timeout:
+    the diagnosis may have used most of its). Where Prometheus cannot answer them, the page still comes,
+    charting what the diagnosis read, and one line says why."""
+    import sys
+
     from diagnose.render.fleet_html import MAX_CHARTED
 
     replicas = [r.replica for r in report.replicas[:MAX_CHARTED]]
-    return chart_bundles(client, window, args.replica_label, parse_selector(args.selector), replicas)
+    try:
+        return chart_bundles(
+            client_from_args(args), window, args.replica_label, parse_selector(args.selector), replicas
+        )
+    except DoctorError as err:
+        if not quiet:
+            print(f"rerank-doctor: the HTML charts have no steps: {err.one_line()}", file=sys.stderr)
+        return {}
 
 
 def run_watch(
@@ -203,7 +214,7 @@ def run_watch(
                     )
                     head = f"{stamp}  refresh {shown + 1}"
                     if getattr(args, "html", None) is not None:
-                        charts = _charts(client, window, args, report)
+                        charts = _charts(window, args, report, quiet=True)
                         head += f" · {write_fleet_html(args.html, report, thresholds, charts, quiet=True)}"
                     live.update(Group(Text(head, style="dim"), fleet_renderable(report)))
                 except DoctorError as err:
