@@ -454,6 +454,20 @@ def test_the_charted_replicas_are_fetched_step_by_step_so_their_charts_have_a_sh
     assert shaped >= 5
 
 
+def test_the_charts_fetch_reads_only_the_charted_replicas_gpu_and_container_series_too(fleet: Fleet) -> None:
+    """The node-level exporters' series are not narrowed by --selector (they live in other namespaces);
+    the charts' fetch narrows them to its replicas, or a 1,000-replica fleet's GPU series would all come
+    again for 20 charts."""
+    from diagnose.fleet.assemble import DCGM_KEYS, owner
+    from diagnose.fleet.fetch import fetch
+
+    charted = ["rr-0", "rr-3"]
+    answers, _ = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", SELECTOR[1:-1], charted=charted)
+    seen = {owner(key, s.labels, "pod") for key, series in answers.items() for s in series}
+    assert seen == set(charted)
+    assert any(answers[key] for key in DCGM_KEYS)  # the H200 recordings have GPU series to narrow
+
+
 def test_check_html_writes_every_replica_worst_first_and_no_header_value(
     fleet: Fleet, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -16,7 +16,6 @@ from diagnose.fleet.queries import (
     first_bucket_probe,
     plan,
     range_step_s,
-    regex_of,
 )
 from diagnose.fleet.window import Window
 from diagnose.readings import Bundle
@@ -68,11 +67,17 @@ def first_bucket_bounds(client: PrometheusClient, window: Window, matchers: str)
 
 
 def fetch(
-    client: PrometheusClient, window: Window, replica_label: str, matchers: str, *, steps: bool = False
+    client: PrometheusClient,
+    window: Window,
+    replica_label: str,
+    matchers: str,
+    *,
+    charted: list[str] | None = None,
 ) -> tuple[dict[str, list[Series]], dict[str, float]]:
     """Runs the plan: a fixed number of queries whatever the fleet's size. Returns the answers and the
-    first bucket bound of each histogram whose quantile Prometheus computed. `steps=True` (charts)
-    evaluates the counters at every range step too, and fetches every histogram's buckets."""
+    first bucket bound of each histogram whose quantile Prometheus computed. `charted` (the HTML page's
+    replicas): only those, their counters at every range step too, every histogram's buckets."""
+    steps = charted is not None
     from concurrent.futures import ThreadPoolExecutor
 
     step_s = range_step_s(window.seconds)
@@ -85,7 +90,7 @@ def fetch(
             return client.range(query.expr, window.start_unix, window.end_unix, window.seconds)
         return client.instant(query.expr, window.end_unix)
 
-    queries = plan(replica_label, matchers, window.seconds, first_le)
+    queries = plan(replica_label, matchers, window.seconds, first_le, only=charted)
     with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
         results = list(pool.map(one, queries))  # the first failure is raised here, as one DoctorError
     return {q.key: r for q, r in zip(queries, results, strict=True)}, first_le
@@ -99,8 +104,7 @@ def chart_bundles(
     same plan, narrowed to these replicas (one regex matcher, so still a fixed number of queries)."""
     if not replicas:
         return {}
-    only = f'{replica_label}=~"{regex_of(set(replicas))}"'
-    answers, _ = fetch(client, window, replica_label, f"{matchers}, {only}" if matchers else only, steps=True)
+    answers, _ = fetch(client, window, replica_label, matchers, charted=replicas)
     return {
         d.replica: d.bundle
         for d in assemble(answers, window, replica_label, require_vllm=False, steps=True)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
+from diagnose.fleet.window import promql_range
 from diagnose.metrics.names import CONCEPTS, spellings
 
 # "ends": a range query whose step is the whole window, so it evaluates at the start and at the end only:
@@ -114,14 +115,10 @@ QUANTILE_KEY = "quantile:"  # + concept: the answer key of one family's quantile
 
 
 def _sample_names(
-    kinds: tuple[str, ...],
-    *,
-    buckets: bool = True,
-    without_buckets: tuple[str, ...] = (),
-    mean_only: bool = False,
+    kinds: tuple[str, ...], *, without_buckets: tuple[str, ...] = (), mean_only: bool = False
 ) -> list[str]:
     """Sample names of every concept of these kinds; `mean_only` picks the histograms of
-    `without_buckets` (or leaves them out), `buckets=False` leaves out their `_bucket` series."""
+    `without_buckets` (or leaves them out)."""
     out: list[str] = []
     for key, concept in CONCEPTS.items():
         if concept.kind not in kinds or (
@@ -131,8 +128,7 @@ def _sample_names(
         for name in concept.names:
             for spelled in spellings(name):
                 if concept.kind == "histogram":
-                    suffixes = ("_bucket", "_count", "_sum") if buckets else ("_count", "_sum")
-                    out.extend(spelled + suffix for suffix in suffixes)
+                    out.extend(spelled + suffix for suffix in ("_bucket", "_count", "_sum"))
                 else:
                     out.append(spelled)
     return out
@@ -150,7 +146,12 @@ def replica_labels(replica_label: str) -> str:
 
 def bucket_names(concept: str) -> list[str]:
     """Every `_bucket` sample name of one histogram concept (every era, both spellings)."""
-    return [s + "_bucket" for name in CONCEPTS[concept].names for s in spellings(name)]
+    return [b for name in CONCEPTS[concept].names for b in _buckets_of(name)]
+
+
+def _buckets_of(name: str) -> list[str]:
+    """The `_bucket` sample names of one histogram name, in both spellings."""
+    return [s + "_bucket" for s in spellings(name)]
 
 
 def bucket_selector(concept: str, matchers: str) -> str:
@@ -175,13 +176,23 @@ def first_bucket_probe(first_le_text: dict[str, str], matchers: str) -> str:
 
 
 def plan(
-    replica_label: str, matchers: str, window_s: float, first_le: dict[str, float] | None = None
+    replica_label: str,
+    matchers: str,
+    window_s: float,
+    first_le: dict[str, float] | None = None,
+    only: list[str] | None = None,
 ) -> list[Query]:
     """Every query of one fleet diagnosis. `window_s` sizes the `[range]` of the few range functions;
     `first_le` is the first bucket bound of each STORE_QUANTILE_HISTOGRAMS family Prometheus computes the
-    quantile of (the others are fetched bucket by bucket)."""
+    quantile of (the others are fetched bucket by bucket). `only`: these replicas and no other (the HTML
+    page's charted ones), the GPU and container series included."""
     store = first_le or {}
     without_buckets = (*MEAN_ONLY_HISTOGRAMS, *store)
+    node = ""  # the matchers for the node-level exporters' series (dcgm-exporter, cAdvisor)
+    if only is not None:
+        one_of = f'=~"{regex_of(set(only))}"'
+        matchers = f"{matchers}, {replica_label}{one_of}" if matchers else f"{replica_label}{one_of}"
+        node = f"{replica_label}{one_of}"
     by = replica_labels(replica_label)
     cumulative = _names_selector(
         _sample_names(("counter", "histogram"), without_buckets=without_buckets), matchers
@@ -199,9 +210,10 @@ def plan(
     states = f'state=~"|{"|".join(SOCKET_STATES_READ)}"'
     exporter = _names_selector(EXPORTER_SERIES, f"{states}, {matchers}" if matchers else states)
     # GPU and container series come from node-level exporters in other namespaces: not narrowed by the
-    # user's selector; assemble.py keeps only the replicas the vLLM series found.
-    dcgm = _names_selector(tuple(DCGM_UNITS), "")
-    window = f"{max(1, round(window_s))}s"
+    # user's selector; assemble.py keeps only the replicas the vLLM series found. dcgm-exporter names the
+    # GPU's workload `exported_pod` (or `pod`, with honor_labels).
+    dcgm = " or ".join(_node_selectors(tuple(DCGM_UNITS), node))
+    window = promql_range(window_s)
     up_selector = f"up{{{matchers}}}" if matchers else "up"
     group = f"__name__, {by}, {', '.join(CUMULATIVE_LABELS)}"
     # timestamp() and resets() drop the metric name, and two names with one label set make Prometheus
@@ -234,11 +246,11 @@ def plan(
             f"avg by (__name__, {replica_label}, exported_{replica_label}, gpu, modelName) ({dcgm})",
             "range",
         ),
-        Query("dcgm_max", _dcgm_max(replica_label, window_s), "range"),
+        Query("dcgm_max", _dcgm_max(replica_label, window_s, node), "range"),
         Query(
             "container_cpu",
             f"sum by ({replica_label}, container) (rate(container_cpu_usage_seconds_total"
-            f'{{container!="", container!="POD"}}[{window}]))',
+            f'{{container!="", container!="POD"{", " + node if node else ""}}}[{window}]))',
             "end",
         ),
         # Targets down at the end, or down at some scrape in the window (stale replicas).
@@ -251,16 +263,26 @@ def plan(
     ]
 
 
-def _dcgm_max(replica_label: str, window_s: float) -> str:
+def _node_selectors(names: tuple[str, ...], node: str) -> list[str]:
+    """A node-level exporter's series; with `node` (`pod=~"..."`), only those whose workload it names:
+    dcgm-exporter's pod mapping labels it `exported_pod` (or `pod`, with honor_labels), so two selectors
+    to be joined by `or`."""
+    if not node:
+        return [_names_selector(names, "")]
+    return [_names_selector(names, node), _names_selector(names, "exported_" + node)]
+
+
+def _dcgm_max(replica_label: str, window_s: float, node: str) -> str:
     """Each range step's highest GPU utilization and power: max_over_time over the step drops the name,
     so label_replace gives each its own (`DCGM_FI_DEV_GPU_UTIL_max`) and `or` keeps them apart."""
-    step = f"{max(1, round(range_step_s(window_s)))}s"
+    step = promql_range(range_step_s(window_s))
     by = f"{replica_label}, exported_{replica_label}, gpu, modelName"
-    named = '"__name__", "{}", "", ""'
-    return " or ".join(
-        f"label_replace(max by ({by}) (max_over_time({name}[{step}])), {named.format(name + MAX_SUFFIX)})"
-        for name in DCGM_MAXED
-    )
+
+    def peak(name: str) -> str:
+        inner = " or ".join(f"max_over_time({sel}[{step}])" for sel in _node_selectors((name,), node))
+        return f'label_replace(max by ({by}) ({inner}), "__name__", "{name}{MAX_SUFFIX}", "", "")'
+
+    return " or ".join(peak(name) for name in DCGM_MAXED)
 
 
 def _quantile(concept: str, by: str, matchers: str, window: str) -> str:
@@ -269,8 +291,7 @@ def _quantile(concept: str, by: str, matchers: str, window: str) -> str:
     (replica)` keeps the later names only for replicas the earlier ones lack, buckets and all (and
     increase() drops the name, so two names in one sum would collide)."""
     per_name = f" or on ({by}) ".join(
-        f"sum by ({by}, le) (increase({_names_selector([s + '_bucket' for s in spellings(name)], matchers)}"
-        f"[{window}]))"
+        f"sum by ({by}, le) (increase({_names_selector(_buckets_of(name), matchers)}[{window}]))"
         for name in CONCEPTS[concept].names
     )
     return f"histogram_quantile({STORE_QUANTILE:g}, {per_name})"

@@ -26,9 +26,10 @@ class Window:
         """Is this evaluation time the window's end (not its start)? The midpoint separates them."""
         return t_unix > self.start_unix + self.seconds / 2
 
-    def promql_range(self) -> str:
-        """The window as a PromQL range, e.g. `600s`."""
-        return f"{max(1, round(self.seconds))}s"
+
+def promql_range(seconds: float) -> str:
+    """A length as a PromQL range, e.g. `600s` (whole seconds, at least one)."""
+    return f"{max(1, round(seconds))}s"
 
 
 def parse_time(text: str) -> float:
