@@ -14,6 +14,7 @@ from diagnose.bundle import read_bundle
 from diagnose.derive.evidence import build_evidence
 from diagnose.fleet.queries import (
     MEAN_ONLY_HISTOGRAMS,
+    RAW_KEYS,
     STORE_QUANTILE,
     STORE_QUANTILE_HISTOGRAMS,
     parse_selector,
@@ -43,7 +44,7 @@ def test_every_vllm_name_in_both_spellings_is_asked_for() -> None:
 
 def test_every_query_groups_by_the_replica_label() -> None:
     for q in plan("kubernetes_pod_name", "", 600):
-        if q.key != "info":  # raw info series carry every label
+        if q.key not in RAW_KEYS:  # raw series carry every label, the replica label among them
             assert "kubernetes_pod_name" in q.expr, q.key
 
 

@@ -30,7 +30,19 @@ class Section:
 
     def values(self) -> dict[str, object]:
         """Every number of the section, by name, in declaration order."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "missing"}
+        return {name: getattr(self, name) for name in number_names(type(self))}
+
+
+_NUMBER_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def number_names(cls: type[Section]) -> tuple[str, ...]:
+    """The numbers a section class declares, in order (dataclasses.fields() walks them anew each call,
+    and a fleet diagnosis asks it some 30 times a replica)."""
+    names = _NUMBER_NAMES.get(cls)
+    if names is None:
+        names = _NUMBER_NAMES[cls] = tuple(f.name for f in fields(cls) if f.name != "missing")
+    return names
 
 
 S = TypeVar("S", bound=Section)
@@ -40,8 +52,7 @@ def build(
     cls: type[S], values: Mapping[str, object], why: Mapping[str, str], default: str = NOT_REPORTED
 ) -> S:
     """The section with `values`; every field left None gets its reason from `why`, else `default`."""
-    names = {f.name for f in fields(cls)} - {"missing"}
-    unknown = set(values) - names
+    unknown = set(values).difference(number_names(cls))
     if unknown:  # a deriver that sets a field its section does not declare is a bug
         raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
     section = cls(**values)  # type: ignore[arg-type]

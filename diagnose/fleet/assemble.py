@@ -368,8 +368,8 @@ def _finish_sources(r: _Replica, data: ReplicaData, window: Window) -> ReplicaDa
     data.bundle.server = ServerInfo(
         url=None, version=data.vllm_version, model_id=data.model_name, flags=flags
     )
+    dcgm_readings(data.bundle, r.dcgm)  # first: the exporter's NVML rows are only read without them
     exporter_readings(data.bundle, r.exporter)
-    dcgm_readings(data.bundle, r.dcgm)
     data.sources = {
         "vllm": bool(r.vllm_instances),
         "gpu": bool(data.bundle.gpu),

@@ -240,7 +240,7 @@ class PrometheusClient:
                 t, v = item["value"]
                 points: tuple[tuple[float, float], ...] = ((float(t), float(v)),)
             else:
-                points = tuple((float(t), float(v)) for t, v in item["values"])
+                points = tuple([(float(t), float(v)) for t, v in item["values"]])  # a list: 2x a genexpr
             out.append(Series(item.get("metric") or {}, points))
         return out
 

@@ -1,13 +1,15 @@
 """The PromQL fleet mode runs: one query per evidence family, all replicas at once.
 
-Cost does not grow with the fleet in queries: each expression aggregates `by (__name__, <replica label>,
-...)` and returns every replica in one answer, so 1,000 replicas cost the same 21 calls as one
-(16 queries, plus four label-value lookups and one count that find the histograms' first bounds).
-Aggregating on the server also drops the labels the derivation never reads (`job`, `engine`, node
-labels), which keeps the answers small. The sums match what the bundle path does: the derivation adds
-series over engines and API servers (`names.value`, `names.histogram`), so summing them first changes
-nothing. Where the derivation reads only a quantile of a histogram, Prometheus computes it
-(STORE_QUANTILE_HISTOGRAMS): one number per replica instead of some twenty buckets.
+Cost does not grow with the fleet in queries: each expression returns every replica in one answer, so
+1,000 replicas cost the same 21 calls as one (16 queries, plus four label-value lookups and one count that
+find the histograms' first bounds). The two instants' queries (counters, histograms) aggregate `by
+(__name__, <replica label>, ...)`, which drops the labels the derivation never reads (`job`, `engine`,
+node labels) and keeps those answers small; the sums match what the bundle path does, since the
+derivation adds series over engines and API servers (`names.value`, `names.histogram`). The range
+queries (gauges, exporters) do not aggregate: Prometheus would aggregate at every step, and the plain
+series cost it less than half the CPU (RAW_KEYS). Where the derivation reads only a quantile of a
+histogram, Prometheus computes it (STORE_QUANTILE_HISTOGRAMS): one number per replica instead of some
+twenty buckets.
 
 The names come from diagnose/metrics/names.py (every era, both spellings `vllm:x` and `vllm_x`).
 """
@@ -28,7 +30,9 @@ When = Literal["ends", "end", "range"]
 
 # The labels the derivation reads, per family: histogram bounds, finished_reason, handler, status, reason.
 CUMULATIVE_LABELS = ("model_name", "le", "finished_reason", "handler", "status")
-GAUGE_LABELS = ("model_name", "reason")
+# The answers whose series come as Prometheus keeps them, every label on: the info series, and the range
+# queries' (plan() says why those are not aggregated).
+RAW_KEYS = ("info", "gauges", "exporter", "dcgm")
 
 # dcgm-exporter (NVIDIA's GPU exporter on Kubernetes): what GPU clusters run instead of NVML in the pod.
 DCGM_UNITS = {
@@ -238,14 +242,14 @@ def plan(
         Query("scraped", each_beat("timestamp"), "ends"),
         # vLLM restarted inside the window: the counters count from the restart (the derivation's choice).
         Query("resets", each_beat("resets", f"[{window}]"), "end"),
-        Query("gauges", f"sum by (__name__, {by}, {', '.join(GAUGE_LABELS)}) ({gauges})", "range"),
+        # The range queries' series as they are, not aggregated: a `by` aggregation is evaluated at
+        # every step (label sets hashed per series per step), which cost Prometheus 2.5x the CPU of the
+        # plain selector for the exporter's series. The answers carry a few more labels (job,
+        # namespace, engine); assemble.py drops the target's and the derivation sums engines itself.
+        Query("gauges", gauges, "range"),
         Query("info", info, "end"),
-        Query("exporter", f"max by (__name__, {by}, role, port, state, gpu, name) ({exporter})", "range"),
-        Query(
-            "dcgm",
-            f"avg by (__name__, {replica_label}, exported_{replica_label}, gpu, modelName) ({dcgm})",
-            "range",
-        ),
+        Query("exporter", exporter, "range"),
+        Query("dcgm", dcgm, "range"),
         Query("dcgm_max", _dcgm_max(replica_label, window_s, node), "range"),
         Query(
             "container_cpu",

@@ -133,7 +133,7 @@ def fleet_renderable(report: FleetReport) -> RenderableType:
     table = Table(title="replicas, worst first", show_lines=False)
     shown = report.replicas[:TEXT_ROWS]
     table.add_column("replica", no_wrap=True, min_width=max((len(r.replica) for r in shown), default=7))
-    table.add_column("model", overflow="fold", min_width=10)
+    table.add_column("model", no_wrap=True, overflow="ellipsis", min_width=10, max_width=24)  # whole: --json
     table.add_column("verdict", no_wrap=True, min_width=7)
     table.add_column("severity", no_wrap=True, min_width=8)
     table.add_column("pairs/s", justify="right", no_wrap=True, min_width=7)

@@ -18,7 +18,8 @@ _ROLE_PROCESS = {
 def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
     """Our exporter's series of one replica into its Bundle: per-role CPU (as process samples the
     derivation's role finder recognises), the host's CPU, the socket censuses, and NVML's GPU rows
-    where no dcgm-exporter row came first."""
+    where no dcgm-exporter row came first (dcgm_readings runs before: it is the cluster's own source)."""
+    nvml = not bundle.gpu
     cpu: dict[str, list[tuple[float, float]]] = {}
     # The exporter's window maxima beside its means: the busiest process's, and the whole host's (%).
     cpu_max: dict[str, dict[float, float]] = {}
@@ -59,7 +60,7 @@ def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
         elif metric == "rerank_doctor_host_sockets" and (state := s.labels.get("state", "")):
             for t, v in s.points:
                 host.setdefault(t, {})[state] = int(v)
-        elif metric.startswith("rerank_doctor_gpu_") and s.labels.get("gpu", "").isdigit():
+        elif nvml and metric.startswith("rerank_doctor_gpu_") and s.labels.get("gpu", "").isdigit():
             index = int(s.labels["gpu"])
             if s.labels.get("name"):
                 gpu_names[index] = s.labels["name"]
@@ -110,7 +111,7 @@ def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
         )
         for (t, port), states in sorted(sockets.items())
     )
-    if gpu and not bundle.gpu:
+    if gpu:
         for (t, index), values in sorted(gpu.items()):
             util = values.get("rerank_doctor_gpu_utilization_ratio")
             used = values.get("rerank_doctor_gpu_memory_used_bytes")
@@ -131,7 +132,8 @@ def exporter_readings(bundle: Bundle, series: list[Series]) -> None:
 
 
 def dcgm_readings(bundle: Bundle, series: list[Series]) -> None:
-    """dcgm-exporter's series of one replica into its Bundle's GPU rows (they replace the exporter's)."""
+    """dcgm-exporter's series of one replica into its Bundle's GPU rows (the exporter's NVML rows are then
+    left out)."""
     rows: dict[tuple[float, int], dict[str, float]] = {}
     models: dict[int, str] = {}
     for s in series:
@@ -144,7 +146,7 @@ def dcgm_readings(bundle: Bundle, series: list[Series]) -> None:
             rows.setdefault((t, int(gpu)), {})[s.labels.get("__name__", "")] = v
     if not rows:
         return
-    bundle.gpu = []  # DCGM wins over the exporter's NVML copy: it is the cluster's own GPU source
+    bundle.gpu = []
     for (t, index), values in sorted(rows.items()):
         used, free = values.get("DCGM_FI_DEV_FB_USED"), values.get("DCGM_FI_DEV_FB_FREE")
         bundle.gpu.append(

@@ -11,6 +11,7 @@ The fleet adds what only many replicas show:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -133,9 +134,14 @@ def _stale(data: ReplicaData, window: Window) -> str | None:
     return None
 
 
-def _sort_key(r: ReplicaResult) -> tuple[int, int, str]:
+def _sort_key(r: ReplicaResult) -> tuple[int, int, tuple[str | int, ...]]:
     v = r.report.verdict
-    return (-int(r.report.worst()), -CONFIDENCES.index(v.confidence), r.replica)
+    return (-int(r.report.worst()), -CONFIDENCES.index(v.confidence), natural_order(r.replica))
+
+
+def natural_order(name: str) -> tuple[str | int, ...]:
+    """rr-2 before rr-10: the digit runs of a name compared as numbers (re.split alternates text, digits)."""
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", name)))
 
 
 def fleet_verdict(results: list[ReplicaResult]) -> Verdict:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from diagnose.metrics.exposition import LabelSet, ParsedDump
@@ -114,7 +115,7 @@ def resolve(parsed: ParsedDump, concept: str) -> str | None:
     which happens for labelled metrics before their first observation).
     """
     spec = CONCEPTS[concept]
-    candidates = [s for name in spec.names for s in spellings(name)]
+    candidates = _candidates(concept)
     for family in candidates:
         if _present_name(parsed, spec.kind, family):
             return family
@@ -122,6 +123,12 @@ def resolve(parsed: ParsedDump, concept: str) -> str | None:
         if family in parsed.types:
             return family
     return None
+
+
+@cache
+def _candidates(concept: str) -> tuple[str, ...]:
+    """Every family name of a concept, in the table's order, each in both spellings."""
+    return tuple(s for name in CONCEPTS[concept].names for s in spellings(name))
 
 
 def _matches(labels: LabelSet, match: dict[str, str]) -> bool:
