@@ -50,10 +50,14 @@ class LineProgress:
         prefix: str = "lab",
         every_s: float = LINE_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
+        after_s: float = 0.0,
     ) -> None:
         self._out = out
         self._prefix = prefix
         self._every_s = every_s
+        # Nothing is said before this many seconds: work that ends sooner leaves no line at all (a fleet
+        # diagnosis takes 0.2 s or 30 s, and only the second one wants saying).
+        self._after_s = after_s
         self._clock = clock
         self._t0 = clock()
         self._printed_at: float | None = None
@@ -68,10 +72,16 @@ class LineProgress:
                 return
             self._last = text
             now = self._clock()
-            if self._printed_at is not None and now - self._printed_at < self._every_s:
+            if self._printed_at is None and now - self._t0 < self._after_s:
+                wait_s: float | None = self._after_s - (now - self._t0)
+            elif self._printed_at is not None and now - self._printed_at < self._every_s:
+                wait_s = self._every_s - (now - self._printed_at)
+            else:
+                wait_s = None
+            if wait_s is not None:
                 self._pending = (now, text)
                 if self._timer is None:
-                    self._timer = threading.Timer(self._every_s - (now - self._printed_at), self.flush)
+                    self._timer = threading.Timer(wait_s, self.flush)
                     self._timer.daemon = True
                     self._timer.start()
                 return
@@ -86,6 +96,8 @@ class LineProgress:
     def flush(self) -> None:
         with self._lock:
             self._cancel_timer()
+            if self._printed_at is None and self._clock() - self._t0 < self._after_s:
+                self._pending = None  # done before anything was worth saying
             if self._pending is not None:
                 self._print(*self._pending)
 
@@ -106,11 +118,15 @@ class _RichStepProgress:
 
 
 @contextmanager
-def terminal_progress(out: TextIO | None = None, prefix: str = "lab") -> Iterator[StepReporter]:
-    """A live spinner + current step + elapsed time on a terminal; plain step lines otherwise."""
+def terminal_progress(
+    out: TextIO | None = None, prefix: str = "lab", *, after_s: float = 0.0
+) -> Iterator[StepReporter]:
+    """A live spinner + current step + elapsed time on a terminal; plain step lines otherwise. With
+    `after_s`, the spinner goes away when the work is done (transient), and plain lines start only
+    after that many seconds."""
     stream = out or sys.stderr
     if not stream.isatty():
-        lines = LineProgress(stream, prefix)
+        lines = LineProgress(stream, prefix, after_s=after_s)
         try:
             yield lines
         finally:
@@ -129,7 +145,7 @@ def terminal_progress(out: TextIO | None = None, prefix: str = "lab") -> Iterato
         TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
         TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
         console=console,
-        transient=False,
+        transient=after_s > 0,
         expand=True,
     ) as progress:
         task_id = progress.add_task("starting", total=None)

@@ -482,3 +482,24 @@ def test_check_html_writes_every_replica_worst_first_and_no_header_value(
     sections = re.findall(r'data-replica="([^"]+)"', html)
     assert sections == [r["replica"] for r in doc["replicas"]][: len(sections)] and len(sections) >= 13
     assert "Fleet: " in html and html.index("Fleet: ") < html.index('id="replica-0"')
+
+
+def test_check_says_where_it_is_on_stderr_only_when_the_work_is_slow(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import diagnose.fleet.run as fleet_run
+
+    # Done inside PROGRESS_AFTER_S (a minute here, so a busy machine cannot cross it): no line at all.
+    monkeypatch.setattr(fleet_run, "PROGRESS_AFTER_S", 60.0)
+    assert main(fleet.args()) == 1  # a critical replica: findings
+    assert "[fleet" not in capsys.readouterr().err
+    # Past it (here: at once), the answers as they come in, then the diagnosis; stdout stays the report.
+    monkeypatch.setattr(fleet_run, "PROGRESS_AFTER_S", 0.0)
+    assert main(fleet.args()) == 1
+    captured = capsys.readouterr()
+    assert "[fleet" in captured.err and "diagnosing each replica" in captured.err
+    assert "[fleet" not in captured.out and "replicas, worst first" in captured.out
+    # --json (and --quiet): a program reads stdout and wants no stderr chatter either.
+    assert main(fleet.args("--json")) == 1
+    captured = capsys.readouterr()
+    assert "[fleet" not in captured.err and json.loads(captured.out)["replicas"]

@@ -65,3 +65,37 @@ def test_one_long_step_after_a_short_one_still_shows_while_it_lasts() -> None:
     assert out.getvalue().splitlines()[-1].endswith("installing torch")
     progress.flush()
     assert len(out.getvalue().splitlines()) == 2  # printed once, not again by flush
+
+
+def test_work_done_before_after_s_leaves_no_line_and_longer_work_does() -> None:
+    # A fleet diagnosis of a few replicas ends in 0.2 s: a log gets no line for it. One that is still
+    # going past after_s says where it is.
+    out, clock = io.StringIO(), FakeClock()
+    quick = LineProgress(out, "fleet", after_s=2.0, clock=clock)
+    quick.step("asking Prometheus")
+    clock.now = 0.3
+    quick.step("diagnosing each replica")
+    quick.flush()
+    assert out.getvalue() == ""
+
+    clock.now = 0.0
+    slow = LineProgress(out, "fleet", after_s=2.0, clock=clock)
+    slow.step("asking Prometheus: 3 of 16 answers in")
+    clock.now = 2.5
+    slow.step("asking Prometheus: 9 of 16 answers in")
+    slow.flush()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("9 of 16 answers in")
+
+
+def test_a_step_held_by_after_s_shows_when_after_s_is_over() -> None:
+    # One long Prometheus query after the first step: the timer prints it without a later step.
+    out = io.StringIO()
+    progress = LineProgress(out, "fleet", after_s=0.2)
+    progress.step("asking Prometheus")
+    deadline = time.monotonic() + 30
+    while "asking Prometheus" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.getvalue().splitlines()[-1].endswith("asking Prometheus")
+    progress.flush()
+    assert len(out.getvalue().splitlines()) == 1

@@ -18,6 +18,7 @@ from diagnose.fleet.queries import (
     range_step_s,
 )
 from diagnose.fleet.window import Window
+from diagnose.progress import StepReporter
 from diagnose.readings import Bundle
 
 # Queries in flight at once: Prometheus evaluates them on several cores while the answers are decoded.
@@ -73,38 +74,58 @@ def fetch(
     matchers: str,
     *,
     charted: list[str] | None = None,
+    progress: StepReporter | None = None,
 ) -> tuple[dict[str, list[Series]], dict[str, float]]:
     """Runs the plan: a fixed number of queries whatever the fleet's size. Returns the answers and the
     first bucket bound of each histogram whose quantile Prometheus computed. `charted` (the HTML page's
-    replicas): only those, their counters at every range step too, every histogram's buckets."""
+    replicas): only those, their counters at every range step too, every histogram's buckets.
+    `progress` hears how many answers are in (a Thanos over a large fleet can take many seconds)."""
     steps = charted is not None
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     step_s = range_step_s(window.seconds)
+    what = f"the {len(charted)} charted replicas, step by step" if charted is not None else "every replica"
+    if progress is not None:
+        progress.step(f"asking {client.shown_url()} for {what}")
     first_le = {} if steps else first_bucket_bounds(client, window, matchers)
+    queries = plan(replica_label, matchers, window.seconds, first_le, only=charted)
+    answered = [0]
+    lock = threading.Lock()
 
     def one(query: Query) -> list[Series]:
         if query.when == "range" or (steps and query.when == "ends"):
-            return client.range(query.expr, window.start_unix, window.end_unix, step_s)
-        if query.when == "ends":
-            return client.range(query.expr, window.start_unix, window.end_unix, window.seconds)
-        return client.instant(query.expr, window.end_unix)
+            series = client.range(query.expr, window.start_unix, window.end_unix, step_s)
+        elif query.when == "ends":
+            series = client.range(query.expr, window.start_unix, window.end_unix, window.seconds)
+        else:
+            series = client.instant(query.expr, window.end_unix)
+        if progress is not None:
+            with lock:
+                answered[0] += 1
+                said = f"asking {client.shown_url()} for {what}: {answered[0]} of {len(queries)} answers in"
+            progress.step(said)
+        return series
 
-    queries = plan(replica_label, matchers, window.seconds, first_le, only=charted)
     with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:
         results = list(pool.map(one, queries))  # the first failure is raised here, as one DoctorError
     return {q.key: r for q, r in zip(queries, results, strict=True)}, first_le
 
 
 def chart_bundles(
-    client: PrometheusClient, window: Window, replica_label: str, matchers: str, replicas: list[str]
+    client: PrometheusClient,
+    window: Window,
+    replica_label: str,
+    matchers: str,
+    replicas: list[str],
+    progress: StepReporter | None = None,
 ) -> dict[str, Bundle]:
     """The charted replicas' window, step by step (RANGE_POINTS steps): the diagnosis reads counters at
     the window's two ends and the latency histograms' p95 only, one interval with no shape to draw. The
     same plan, narrowed to these replicas (one regex matcher, so still a fixed number of queries)."""
     if not replicas:
         return {}
-    answers, _ = fetch(client, window, replica_label, matchers, charted=replicas)
+    answers, _ = fetch(client, window, replica_label, matchers, charted=replicas, progress=progress)
     return {
         d.replica: d.bundle
         for d in assemble(answers, window, replica_label, require_vllm=False, steps=True)

@@ -19,8 +19,13 @@ from diagnose.fleet.parallel import diagnose_replicas
 from diagnose.fleet.queries import parse_selector
 from diagnose.fleet.summary import FleetReport, summarize
 from diagnose.fleet.window import Window, window_from_args
+from diagnose.progress import StepReporter
 from diagnose.readings import Bundle
 from diagnose.thresholds import Thresholds
+
+# A fleet diagnosis takes 0.2 s over a few replicas and can take many seconds over a large fleet or a
+# slow Thanos: only past this does a log get a progress line.
+PROGRESS_AFTER_S = 2.0
 
 
 def diagnose_fleet(
@@ -30,9 +35,10 @@ def diagnose_fleet(
     replica_label: str = "pod",
     selector: str | None = None,
     thresholds: Thresholds | None = None,
+    progress: StepReporter | None = None,
 ) -> FleetReport:
     with _without_cyclic_gc():
-        return _diagnose_fleet(client, window, replica_label, selector, thresholds)
+        return _diagnose_fleet(client, window, replica_label, selector, thresholds, progress)
 
 
 @contextmanager
@@ -57,11 +63,14 @@ def _diagnose_fleet(
     replica_label: str,
     selector: str | None,
     thresholds: Thresholds | None,
+    progress: StepReporter | None,
 ) -> FleetReport:
     matchers = parse_selector(selector)
-    answers, first_le = fetch(client, window, replica_label, matchers)
+    answers, first_le = fetch(client, window, replica_label, matchers, progress=progress)
     up_end = {"up_end": answers.get("up_end", [])}  # read before assembling consumes the answers
     source = client.shown_url()
+    if progress is not None:
+        progress.step("diagnosing each replica")
     pairs = diagnose_replicas(
         answers,
         window,
@@ -119,16 +128,21 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
             ExitStatus.USAGE,
         )
     window = window_from_args(args.since, args.start, args.end, time.time())
-    report = diagnose_fleet(
-        client_from_args(args),
-        window,
-        replica_label=args.replica_label,
-        selector=args.selector,
-        thresholds=thresholds,
-    )
+    html = getattr(args, "html", None)
+    # The progress line ends before the report is printed; the charts' fetch is inside it too.
+    with fleet_progress(quiet=getattr(args, "quiet", False) or args.json) as progress:
+        report = diagnose_fleet(
+            client_from_args(args),
+            window,
+            replica_label=args.replica_label,
+            selector=args.selector,
+            thresholds=thresholds,
+            progress=progress,
+        )
+        charts = _charts(window, args, report, progress=progress) if html is not None else {}
     show_fleet(report, as_json=args.json)
-    if getattr(args, "html", None) is not None:
-        write_fleet_html(args.html, report, thresholds, _charts(window, args, report))
+    if html is not None:
+        write_fleet_html(html, report, thresholds, charts)
     return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
 
 
@@ -159,8 +173,27 @@ def write_fleet_html(
     return said
 
 
+@contextmanager
+def fleet_progress(*, quiet: bool) -> Iterator[StepReporter | None]:
+    """A spinner on stderr while Prometheus answers and the replicas are diagnosed: on a terminal it goes
+    away when done, in a log a line shows only once the work passes PROGRESS_AFTER_S. None with --quiet
+    or --json (a program reading stdout wants no stderr chatter)."""
+    from diagnose.progress import terminal_progress
+
+    if quiet:
+        yield None
+        return
+    with terminal_progress(prefix="fleet", after_s=PROGRESS_AFTER_S) as progress:
+        yield progress
+
+
 def _charts(
-    window: Window, args: argparse.Namespace, report: FleetReport, *, quiet: bool = False
+    window: Window,
+    args: argparse.Namespace,
+    report: FleetReport,
+    *,
+    quiet: bool = False,
+    progress: StepReporter | None = None,
 ) -> dict[str, Bundle]:
     """The charted replicas' step-by-step bundles, over a client of their own (its own --query-timeout:
     the diagnosis may have used most of its). Where Prometheus cannot answer them, the page still comes,
@@ -172,7 +205,12 @@ def _charts(
     replicas = [r.replica for r in report.replicas[:MAX_CHARTED]]
     try:
         return chart_bundles(
-            client_from_args(args), window, args.replica_label, parse_selector(args.selector), replicas
+            client_from_args(args),
+            window,
+            args.replica_label,
+            parse_selector(args.selector),
+            replicas,
+            progress,
         )
     except DoctorError as err:
         if not quiet:
