@@ -282,8 +282,10 @@ def test_the_cpu_maxima_are_the_exporters_one_second_maxima_not_the_highest_wind
 
 
 def test_the_gpu_maxima_are_every_scrapes_not_the_steps_instants(fleet: Fleet) -> None:
-    """dcgm-exporter's utilization at each range step is one instant; the step's max_over_time is asked
-    for too. With the instants alone the 0.6B closed-loop replica's GPU max read 50 % against 70 %."""
+    """dcgm-exporter's utilization and power at each range step are one instant; each step's
+    max_over_time is asked for too. With the instants alone the 0.6B closed-loop replica's GPU max read
+    50 % against 70 %. The power's maxima were once dropped whole: PromQL's `or` took them for duplicates
+    of the utilization's (it matches label sets without the metric name)."""
     report = diagnose_fleet(PrometheusClient(fleet.url), fleet.window(), selector=SELECTOR)
     compared = 0
     for r in report.replicas:
@@ -292,6 +294,8 @@ def test_the_gpu_maxima_are_every_scrapes_not_the_steps_instants(fleet: Fleet) -
         if theirs.gpu_util_max_pct is not None and theirs.gpu_util_max_pct > 5.0:
             compared += 1
             assert ours.gpu_util_max_pct >= 0.85 * theirs.gpu_util_max_pct, (r.replica, path.name)
+            assert any(g.power_max_w is not None for g in r.data.bundle.gpu), (r.replica, path.name)
+            assert ours.gpu_power_max_w >= 0.85 * theirs.gpu_power_max_w, (r.replica, path.name)
     assert compared >= 8
 
 

@@ -73,6 +73,7 @@ MIN_STEP_S = 5.0
 # instant; the Evidence's maxima are over every scrape).
 DCGM_MAXED = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE")
 MAX_SUFFIX = "_max"  # the name a step's maximum is given (label_replace), e.g. DCGM_FI_DEV_GPU_UTIL_max
+OF_LABEL = "rerank_doctor_of"  # the family a computed series was made from (keeps `or`'s sides apart)
 
 
 def range_step_s(window_s: float) -> float:
@@ -278,13 +279,16 @@ def _node_selectors(names: tuple[str, ...], node: str) -> list[str]:
 
 def _dcgm_max(replica_label: str, window_s: float, node: str) -> str:
     """Each range step's highest GPU utilization and power: max_over_time over the step drops the name,
-    so label_replace gives each its own (`DCGM_FI_DEV_GPU_UTIL_max`) and `or` keeps them apart."""
+    so label_replace gives each its own (`DCGM_FI_DEV_GPU_UTIL_max`). `or` matches label sets without
+    the metric name, so the name goes into a label of its own too (OF_LABEL), or the power's maxima
+    would be dropped as duplicates of the utilization's."""
     step = promql_range(range_step_s(window_s))
     by = f"{replica_label}, exported_{replica_label}, gpu, modelName"
 
     def peak(name: str) -> str:
         inner = " or ".join(f"max_over_time({sel}[{step}])" for sel in _node_selectors((name,), node))
-        return f'label_replace(max by ({by}) ({inner}), "__name__", "{name}{MAX_SUFFIX}", "", "")'
+        named = f'label_replace(max by ({by}) ({inner}), "__name__", "{name}{MAX_SUFFIX}", "", "")'
+        return f'label_replace({named}, "{OF_LABEL}", "{name}", "", "")'
 
     return " or ".join(peak(name) for name in DCGM_MAXED)
 
