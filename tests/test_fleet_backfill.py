@@ -27,7 +27,9 @@ from rich.console import Console
 from diagnose.bundle import read_bundle
 from diagnose.cli import main
 from diagnose.derive.evidence import build_evidence
+from diagnose.fleet.assemble import assemble
 from diagnose.fleet.client import PrometheusClient
+from diagnose.fleet.fetch import fetch
 from diagnose.fleet.render import fleet_renderable
 from diagnose.fleet.run import diagnose_fleet
 from diagnose.fleet.window import Window
@@ -279,6 +281,24 @@ def test_the_cpu_maxima_are_the_exporters_one_second_maxima_not_the_highest_wind
                 compared += 1
                 assert got >= 0.6 * want, (r.replica, path.name, name, got, want)
     assert compared >= 10
+
+
+def test_the_cpu_means_and_maxima_are_over_every_scrape_of_the_window(fleet: Fleet) -> None:
+    """Prometheus computes the exporter's window means and maxima (avg/max_over_time) over every scrape,
+    as `check --from` reads every sample. Read at the range steps' instants instead, the host's max was
+    57 % off and the API server's mean 22 % off on one replica; now at most 0 % and 8 % (3 % for the
+    host's and the engine core's means)."""
+    answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
+    compared = 0
+    for data in assemble(answers, fleet.window(), "pod", require_vllm=False, first_le=first_le):
+        path = fleet.paths[int(data.replica.removeprefix("rr-"))]
+        ours, theirs = build_evidence(data.bundle).cpu, build_evidence(read_bundle(path)).cpu
+        for name in ("host_cpu_mean_pct", "host_cpu_max_pct", "engine_core_cpu_mean_pct"):
+            got, want = getattr(ours, name), getattr(theirs, name)
+            if want is not None and want > 1.0:
+                compared += 1
+                assert got == pytest.approx(want, rel=0.1), (data.replica, path.name, name)
+    assert compared >= 30
 
 
 def test_the_gpu_maxima_are_every_scrapes_not_the_steps_instants(fleet: Fleet) -> None:

@@ -7,7 +7,9 @@ The Bundle is what `collect` would have written on that replica, rebuilt from Pr
   every dump, and a reranker's gauges are mostly 0 at any one instant). The dumps are built parsed
   (exposition.PreParsedDump: the samples a parsed /metrics holds, under the same policy), since the
   answers' JSON was already read once by the client; written as text they would only be parsed again.
-- `gpu`, `processes`, `sockets`: the exporters' series beside vLLM at each step (sidecars.py).
+- `gpu`, `processes`, `sockets`: the exporters' series beside vLLM (sidecars.py): the GPU rows at each
+  step; per-process CPU and the socket censuses as one sample of the window's means and maxima (what
+  the derivation reads of them), at vLLM's last scrape.
 - `issues`: each source Prometheus lacks for this replica, with how to get it.
 - `store_quantiles`: the p95s Prometheus computed (queries.STORE_QUANTILE_HISTOGRAMS), whose histograms
   the dumps carry without their finite buckets.
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from diagnose.fleet.client import Series
-from diagnose.fleet.queries import QUANTILE_KEY, STORE_QUANTILE
+from diagnose.fleet.queries import EXPORTER_WINDOW_KEY, QUANTILE_KEY, STORE_QUANTILE
 from diagnose.fleet.sidecars import dcgm_readings, exporter_readings
 from diagnose.fleet.window import Window
 from diagnose.metrics.exposition import LabelSet, PreParsedDump, parsed_from_samples
@@ -129,6 +131,7 @@ class _Replica:
         self.gauges: list[tuple[str, LabelKey, tuple[tuple[float, float], ...]]] = []
         self.info: list[dict[str, str]] = []
         self.exporter: list[Series] = []
+        self.exporter_window: list[Series] = []  # the window's means and maxima (one point, at its end)
         self.dcgm: list[Series] = []
         self.quantiles: dict[str, list[tuple[str, float]]] = {}  # concept -> (instance, value)
         self.vllm_instances: set[str] = set()
@@ -194,6 +197,10 @@ def assemble(
         name = replica_of(s.labels, replica_label)
         if name in kept:
             kept[name].exporter.append(s)
+    for s in answers.get(EXPORTER_WINDOW_KEY, []):
+        name = replica_of(s.labels, replica_label)
+        if name in kept:
+            kept[name].exporter_window.append(s)
     for s in (s for key in DCGM_KEYS for s in answers.get(key, [])):
         # dcgm-exporter's own pod label is the exporter's pod; its pod mapping puts the GPU's workload in
         # `pod`, which Prometheus renames `exported_pod` unless honor_labels is set.
@@ -275,6 +282,9 @@ def _finish(
         return _finish_steps(r, data, window, label, series, cumulative)
     t_first = data.first_scrape_unix if data.first_scrape_unix is not None else window.start_unix
     t_last = data.last_scrape_unix if data.last_scrape_unix is not None else window.end_unix
+    # The exporter's window means and maxima: one sample covering the window, stamped with vLLM's last
+    # scrape (the derivation reads process samples inside the dumps' window).
+    r.exporter.extend(Series(s.labels, tuple((t_last, v) for _, v in s.points)) for s in r.exporter_window)
     first = cumulative(r.start)
     last = cumulative(r.end)
     # Gauge points: those at or before the first scrape join the first dump, those at or after the last

@@ -1,7 +1,7 @@
 """The PromQL fleet mode runs: one query per evidence family, all replicas at once.
 
 Cost does not grow with the fleet in queries: each expression returns every replica in one answer, so
-1,000 replicas cost the same 21 calls as one (16 queries, plus four label-value lookups and one count that
+1,000 replicas cost the same 22 calls as one (17 queries, plus four label-value lookups and one count that
 find the histograms' first bounds). The two instants' queries (counters, histograms) aggregate `by
 (__name__, <replica label>, ...)`, which drops the labels the derivation never reads (`job`, `engine`,
 node labels) and keeps those answers small; the sums match what the bundle path does, since the
@@ -9,7 +9,8 @@ derivation adds series over engines and API servers (`names.value`, `names.histo
 queries (gauges, exporters) do not aggregate: Prometheus would aggregate at every step, and the plain
 series cost it less than half the CPU (RAW_KEYS). Where the derivation reads only a quantile of a
 histogram, Prometheus computes it (STORE_QUANTILE_HISTOGRAMS): one number per replica instead of some
-twenty buckets.
+twenty buckets; where it reads only the window's mean or maximum of an exporter series, Prometheus
+computes that too, over every scrape (EXPORTER_MEAN, EXPORTER_PEAK).
 
 The names come from diagnose/metrics/names.py (every era, both spellings `vllm:x` and `vllm_x`).
 """
@@ -59,6 +60,24 @@ EXPORTER_SERIES = (
     "rerank_doctor_gpu_memory_total_bytes",
     "rerank_doctor_gpu_sm_clock_hertz",
 )
+# Of those, the ones the derivation reads only the window's mean or its highest value of (derive/
+# processes.py, sections/cpu.py, sections/sockets.py): Prometheus computes that over every scrape of the
+# window (EXPORTER_WINDOW_KEY), one number a series instead of one a range step. They were three
+# quarters of the plan's largest answer. The GPU rows stay step by step: their median is read too.
+EXPORTER_MEAN = (
+    "rerank_doctor_process_cpu_percent",
+    "rerank_doctor_role_cpu_percent",
+    "rerank_doctor_host_cpu_ratio",
+)
+EXPORTER_PEAK = (
+    "rerank_doctor_process_cpu_max_percent",
+    "rerank_doctor_processes",
+    "rerank_doctor_host_cpu_max_ratio",
+    "rerank_doctor_port_sockets",
+    "rerank_doctor_port_time_wait_recent_sockets",
+    "rerank_doctor_host_sockets",
+)
+EXPORTER_WINDOW_KEY = "exporter_window"
 INFO_SERIES = ("rerank_doctor_info",)
 # The TCP states the Evidence reads of a socket census (derive/sections/sockets.py, derive/host_sockets.py).
 SOCKET_STATES_READ = ("TIME_WAIT", "ESTABLISHED")
@@ -213,7 +232,15 @@ def plan(
     # The socket censuses by state: only the states the Evidence reads (the exporter serves all eleven,
     # most of them 0); a series without a `state` label matches the empty alternative.
     states = f'state=~"|{"|".join(SOCKET_STATES_READ)}"'
-    exporter = _names_selector(EXPORTER_SERIES, f"{states}, {matchers}" if matchers else states)
+    exporter_matchers = f"{states}, {matchers}" if matchers else states
+    # The diagnosis reads the window's mean or maximum of most exporter series (EXPORTER_MEAN/_PEAK); the
+    # charts (`only`) draw every step of them.
+    per_step = (
+        EXPORTER_SERIES
+        if only is not None
+        else tuple(n for n in EXPORTER_SERIES if n not in (*EXPORTER_MEAN, *EXPORTER_PEAK))
+    )
+    exporter = _names_selector(per_step, exporter_matchers)
     # GPU and container series come from node-level exporters in other namespaces: not narrowed by the
     # user's selector; assemble.py keeps only the replicas the vLLM series found. dcgm-exporter names the
     # GPU's workload `exported_pod` (or `pod`, with honor_labels).
@@ -250,6 +277,11 @@ def plan(
         Query("gauges", gauges, "range"),
         Query("info", info, "end"),
         Query("exporter", exporter, "range"),
+        *(
+            [Query(EXPORTER_WINDOW_KEY, _exporter_window(by, exporter_matchers, window), "end")]
+            if only is None
+            else []
+        ),
         Query("dcgm", dcgm, "range"),
         Query("dcgm_max", _dcgm_max(replica_label, window_s, node), "range"),
         Query(
@@ -275,6 +307,21 @@ def _node_selectors(names: tuple[str, ...], node: str) -> list[str]:
     if not node:
         return [_names_selector(names, "")]
     return [_names_selector(names, node), _names_selector(names, "exported_" + node)]
+
+
+def _exporter_window(by: str, matchers: str, window: str) -> str:
+    """The window's mean (EXPORTER_MEAN) or maximum (EXPORTER_PEAK) of each exporter series, over every
+    scrape in it, under the series' own name. The *_over_time functions drop the name: label_replace puts
+    it back, and into OF_LABEL too, since `or` matches label sets without the metric name."""
+
+    def one(name: str, fn: str) -> str:
+        summary = f"max by ({by}, role, port, state) ({fn}({_names_selector([name], matchers)}[{window}]))"
+        named = f'label_replace({summary}, "__name__", "{name}", "", "")'
+        return f'label_replace({named}, "{OF_LABEL}", "{name}", "", "")'
+
+    return " or ".join(
+        [one(n, "avg_over_time") for n in EXPORTER_MEAN] + [one(n, "max_over_time") for n in EXPORTER_PEAK]
+    )
 
 
 def _dcgm_max(replica_label: str, window_s: float, node: str) -> str:
