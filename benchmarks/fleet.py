@@ -7,6 +7,9 @@ there). Beside each fleet run, the reference: the same verdicts computed bundle 
 in a fresh Python process, so peak memory (VmHWM) is its own; fleet mode's forked workers (one per core
 beyond the first, from 100 replicas) share its pages and are not counted.
 
+"CPU s" is the processor time the timed run took: fleet mode's own (its workers included) + the Prometheus
+server's. On this machine both share the same cores, so it bounds the wall time from below: CPU s / cores.
+
 Targets (issue 11): 6 -> 206 replicas costs at most 3x the time; 1,000 replicas within 10 s on 2 cores.
 "Prometheus eval s" is the server's own evaluation time for the same queries (`stats=all`, summed over
 them, measured in an untimed extra pass, one query at a time): the share of the cores fleet mode cannot
@@ -35,6 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 import fleet_backfill as fb  # noqa: E402
+import psutil  # noqa: E402
 
 CAPTURES = REPO.parent / "shared" / "captures" / "gpu-vllm-0.26"
 SELECTOR = '{namespace="rerank"}'
@@ -77,10 +81,17 @@ def _child_fleet(url: str, start: float, end: float) -> None:
         return answers
 
     run.fetch = fetch  # type: ignore[assignment]
+    prometheus = _prometheus_process(url)
+    theirs0, ours0 = prometheus.cpu_times(), os.times()
     t = time.perf_counter()
     client = PrometheusClient(url, total_s=300)
     report = run.diagnose_fleet(client, Window(start, end), selector=SELECTOR)
     seconds = time.perf_counter() - t
+    theirs1, ours1 = prometheus.cpu_times(), os.times()
+    # CPU seconds over the timed run: fleet mode's own (its forked workers included: they are joined
+    # before it returns) and the Prometheus server's, which shares the same cores here.
+    ours_cpu_s = sum(ours1[:4]) - sum(ours0[:4])
+    theirs_cpu_s = theirs1.user + theirs1.system - theirs0.user - theirs0.system
     labels = {r.replica: r.report.verdict.label for r in report.replicas}
     peak = peak_rss_mb()
     # Once more, untimed, asking Prometheus what the same queries cost it (its evaluation time, summed
@@ -91,7 +102,17 @@ def _child_fleet(url: str, start: float, end: float) -> None:
     original_fetch(stats, Window(start, end), "pod", 'namespace="rerank"')
     print(json.dumps({"s": seconds, "fetch_s": marks["fetched"] - t, "queries": client.queries,
                       "bytes": client.bytes_read, "labels": labels, "maxrss_mb": peak,
-                      "prometheus_eval_s": stats.eval_s}))  # fmt: skip
+                      "prometheus_eval_s": stats.eval_s, "cpu_s": ours_cpu_s,
+                      "prometheus_cpu_s": theirs_cpu_s}))  # fmt: skip
+
+
+def _prometheus_process(url: str) -> psutil.Process:
+    """The Prometheus server this benchmark started (fb.prometheus_over), found by its listen address."""
+    flag = "--web.listen-address=" + url.removeprefix("http://")
+    for process in psutil.process_iter(["cmdline"]):
+        if flag in (process.info["cmdline"] or []):
+            return process
+    raise RuntimeError(f"no Prometheus process listens on {url}")
 
 
 def _child_bundles(paths: list[str]) -> None:
@@ -138,6 +159,8 @@ def measure(size: int, paths: list[Path], tmp: Path) -> dict:
         "fleet_s": statistics.median(r["s"] for r in fleet),
         "fetch_s": statistics.median(r["fetch_s"] for r in fleet),
         "prometheus_eval_s": statistics.median(r["prometheus_eval_s"] for r in fleet),
+        "cpu_s": statistics.median(r["cpu_s"] for r in fleet),
+        "prometheus_cpu_s": statistics.median(r["prometheus_cpu_s"] for r in fleet),
         "queries": fleet[0]["queries"],
         "answer_mb": fleet[0]["bytes"] / 1e6,
         "fleet_maxrss_mb": max(r["maxrss_mb"] for r in fleet),
@@ -165,8 +188,8 @@ def main() -> None:
         print(f"{len(paths)} real recordings, cycled over the replicas")
         rows = []
         header = (
-            "replicas  queries  answer MB  fleet s (queries s)  Prometheus eval s  fleet MB  bundles s"
-            "  bundles MB  labels  (TSDB build s)"
+            "replicas  queries  answer MB  fleet s (queries s)  CPU s: fleet + Prometheus  Prometheus eval s"
+            "  fleet MB  bundles s  bundles MB  labels  (TSDB build s)"
         )
         print(header)
         for size in sizes:
@@ -174,7 +197,8 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{row['replicas']:>8}  {row['queries']:>7}  {row['answer_mb']:>9.1f}  {row['fleet_s']:>7.2f}"
-                f" ({row['fetch_s']:>8.2f})  {row['prometheus_eval_s']:>17.2f}"
+                f" ({row['fetch_s']:>8.2f})  {row['cpu_s']:>11.2f} + {row['prometheus_cpu_s']:>10.2f}"
+                f"  {row['prometheus_eval_s']:>17.2f}"
                 f"  {row['fleet_maxrss_mb']:>8.0f}  {row['bundles_s']:>9.2f}"
                 f"  {row['bundles_maxrss_mb']:>10.0f}  {'agree' if row['labels_agree'] else 'DIFFER':>6}"
                 f"  ({row['build_s']:.0f})",
@@ -187,6 +211,12 @@ def main() -> None:
             f"6 -> 206 replicas: {ratio:.2f}x the time (target <= 3x; bundle by bundle: "
             f"{by_size[206]['bundles_s'] / by_size[6]['bundles_s']:.1f}x); Prometheus' own evaluation "
             f"{by_size[6]['prometheus_eval_s']:.2f} -> {by_size[206]['prometheus_eval_s']:.2f} s"
+        )
+        cpu = {n: by_size[n]["cpu_s"] + by_size[n]["prometheus_cpu_s"] for n in (6, 206)}
+        print(
+            f"CPU seconds, fleet mode + Prometheus: {cpu[6]:.2f} -> {cpu[206]:.2f} on "
+            f"{os.cpu_count()} cores (the 3x budget at 206 replicas is {3 * by_size[6]['fleet_s']:.2f} s of "
+            "wall time)"
         )
     if 1000 in by_size:
         r = by_size[1000]
