@@ -59,12 +59,17 @@ def test_one_long_step_after_a_short_one_still_shows_while_it_lasts() -> None:
     progress = LineProgress(out, "lab setup", every_s=0.2)
     progress.step("checking the venv")
     progress.step("installing torch")
-    deadline = time.monotonic() + 30
-    while "installing torch" not in out.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert out.getvalue().splitlines()[-1].endswith("installing torch")
-    progress.flush()
+    _printed_by_its_timer("installing torch", progress, out)
     assert len(out.getvalue().splitlines()) == 2  # printed once, not again by flush
+
+
+def _printed_by_its_timer(text: str, progress: LineProgress, out: io.StringIO) -> None:
+    """Waits (30 s at most) for the held step's timer to print `text`, then flushes."""
+    deadline = time.monotonic() + 30
+    while text not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.getvalue().splitlines()[-1].endswith(text)
+    progress.flush()
 
 
 def test_work_done_before_after_s_leaves_no_line_and_longer_work_does() -> None:
@@ -93,9 +98,5 @@ def test_a_step_held_by_after_s_shows_when_after_s_is_over() -> None:
     out = io.StringIO()
     progress = LineProgress(out, "fleet", after_s=0.2)
     progress.step("asking Prometheus")
-    deadline = time.monotonic() + 30
-    while "asking Prometheus" not in out.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert out.getvalue().splitlines()[-1].endswith("asking Prometheus")
-    progress.flush()
+    _printed_by_its_timer("asking Prometheus", progress, out)
     assert len(out.getvalue().splitlines()) == 1
