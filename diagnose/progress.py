@@ -81,7 +81,7 @@ class LineProgress:
             if wait_s is not None:
                 self._pending = (now, text)
                 if self._timer is None:
-                    self._timer = threading.Timer(wait_s, self.flush)
+                    self._timer = threading.Timer(wait_s, self._interval_over)
                     self._timer.daemon = True
                     self._timer.start()
                 return
@@ -93,13 +93,28 @@ class LineProgress:
             self._timer.cancel()
             self._timer = None
 
+    def _interval_over(self) -> None:
+        """The timer's end: the step held back is still going on now, so it is said with the time now."""
+        with self._lock:
+            self._timer = None
+            if self._pending is not None:
+                self._print(self._clock(), self._pending[1])
+
     def flush(self) -> None:
+        """The end of the work: the last step held back is said (with its own time), unless the work
+        ended before `after_s`."""
         with self._lock:
             self._cancel_timer()
             if self._printed_at is None and self._clock() - self._t0 < self._after_s:
                 self._pending = None  # done before anything was worth saying
             if self._pending is not None:
                 self._print(*self._pending)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No line is printed meanwhile (see `held_still`)."""
+        with self._lock:
+            yield
 
     def _print(self, now: float, text: str) -> None:
         self._pending = None
@@ -115,6 +130,28 @@ class _RichStepProgress:
 
     def step(self, text: str) -> None:
         self._progress.update(self._task_id, description=text)  # type: ignore[attr-defined]
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """The live display stopped meanwhile (its refresh thread joined), then started again."""
+        self._progress.stop()  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            self._progress.start()  # type: ignore[attr-defined]
+
+
+@contextmanager
+def held_still(progress: StepReporter | None) -> Iterator[None]:
+    """No thread of the reporter writes meanwhile (rich's refresh, LineProgress' timer): for a fork. A
+    thread that holds stderr's lock when the process forks leaves it held in the child, which then hangs
+    when it flushes stderr at exit (CPython issues 84579 and 91776), and the parent joining it with it."""
+    hold = getattr(progress, "held", None)
+    if hold is None:
+        yield
+        return
+    with hold():
+        yield
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from diagnose.progress import LineProgress, terminal_progress
+from diagnose.progress import LineProgress, held_still, terminal_progress
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,3 +100,33 @@ def test_a_step_held_by_after_s_shows_when_after_s_is_over() -> None:
     progress.step("asking Prometheus")
     _printed_by_its_timer("asking Prometheus", progress, out)
     assert len(out.getvalue().splitlines()) == 1
+
+
+def test_held_still_keeps_the_timer_from_printing_until_released() -> None:
+    # Fleet mode forks its workers inside held_still: no reporter thread may write (and hold stderr's
+    # lock) at that moment. The held step still comes afterwards, said with the time it is printed.
+    out = io.StringIO()
+    progress = LineProgress(out, "fleet", after_s=0.1)
+    progress.step("diagnosing each replica")
+    with held_still(progress):
+        time.sleep(0.4)  # the timer fires meanwhile and waits
+        assert out.getvalue() == ""
+    _printed_by_its_timer("diagnosing each replica", progress, out)
+    assert float(out.getvalue().split("]")[0].split()[-1].rstrip("s")) >= 0.1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_held_still_stops_the_live_display_and_starts_it_again() -> None:
+    with terminal_progress(_Terminal(), "fleet", after_s=2.0) as progress:
+        live = progress._progress.live  # type: ignore[attr-defined]
+        assert live.is_started
+        with held_still(progress):
+            assert not live.is_started  # its refresh thread joined: nothing writes during a fork
+        assert live.is_started
+        progress.step("diagnosing each replica")
+    with held_still(None):  # no reporter (--quiet, --json): nothing to hold
+        pass

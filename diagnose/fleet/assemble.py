@@ -9,7 +9,7 @@ The Bundle is what `collect` would have written on that replica, rebuilt from Pr
   answers' JSON was already read once by the client; written as text they would only be parsed again.
 - `gpu`, `processes`, `sockets`: the exporters' series beside vLLM (sidecars.py): the GPU rows at each
   step; per-process CPU and the socket censuses as one sample of the window's means and maxima (what
-  the derivation reads of them), at vLLM's last scrape.
+  the derivation reads of them), at vLLM's last scrape (the charts' bundles: at every step).
 - `issues`: each source Prometheus lacks for this replica, with how to get it.
 - `store_quantiles`: the p95s Prometheus computed (queries.STORE_QUANTILE_HISTOGRAMS), whose histograms
   the dumps carry without their finite buckets.

@@ -86,8 +86,9 @@ def fetch(
 
     step_s = range_step_s(window.seconds)
     what = f"the {len(charted)} charted replicas, step by step" if charted is not None else "every replica"
+    asking = f"asking {client.shown_url()} for {what}"
     if progress is not None:
-        progress.step(f"asking {client.shown_url()} for {what}")
+        progress.step(asking)
     first_le = {} if steps else first_bucket_bounds(client, window, matchers)
     queries = plan(replica_label, matchers, window.seconds, first_le, only=charted)
     answered = [0]
@@ -101,10 +102,9 @@ def fetch(
         else:
             series = client.instant(query.expr, window.end_unix)
         if progress is not None:
-            with lock:
+            with lock:  # the count and its saying together, so that it never goes back
                 answered[0] += 1
-                said = f"asking {client.shown_url()} for {what}: {answered[0]} of {len(queries)} answers in"
-            progress.step(said)
+                progress.step(f"{asking}: {answered[0]} of {len(queries)} answers in")
         return series
 
     with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES) as pool:

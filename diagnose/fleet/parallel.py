@@ -19,6 +19,7 @@ from diagnose.fleet.assemble import CUMULATIVE_KEYS, ReplicaData, assemble, part
 from diagnose.fleet.client import Series
 from diagnose.fleet.window import Window
 from diagnose.pipeline import diagnose
+from diagnose.progress import StepReporter, held_still
 from diagnose.readings import Bundle
 from diagnose.report import Report
 from diagnose.thresholds import Thresholds
@@ -69,8 +70,10 @@ def diagnose_replicas(
     workers: int | None = None,
     min_per_worker: int = MIN_REPLICAS_PER_WORKER,
     first_le: Mapping[str, float] | None = None,
+    progress: StepReporter | None = None,
 ) -> list[tuple[ReplicaData, Report]]:
-    """(rebuilt readings, report) for every replica in the answers; `first_le` as assemble() takes it."""
+    """(rebuilt readings, report) for every replica in the answers; `first_le` as assemble() takes it.
+    `progress`'s threads are held still while the workers are forked."""
     first_le = first_le or {}
     global _JOB
     if workers is None:
@@ -84,7 +87,8 @@ def diagnose_replicas(
     groups = partition(answers, replica_label, parts)
     _JOB = (groups, window, replica_label, require_vllm, thresholds, source, first_le)
     _import_the_pipeline()
-    pool = multiprocessing.get_context("fork").Pool(parts, initializer=_worker_signals)
+    with held_still(progress):
+        pool = multiprocessing.get_context("fork").Pool(parts, initializer=_worker_signals)
     try:
         results = pool.map(_work, range(parts))
         pool.close()  # the normal end: workers exit on their own, no signal is sent

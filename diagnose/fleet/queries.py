@@ -2,15 +2,16 @@
 
 Cost does not grow with the fleet in queries: each expression returns every replica in one answer, so
 1,000 replicas cost the same 22 calls as one (17 queries, plus four label-value lookups and one count that
-find the histograms' first bounds). The two instants' queries (counters, histograms) aggregate `by
-(__name__, <replica label>, ...)`, which drops the labels the derivation never reads (`job`, `engine`,
-node labels) and keeps those answers small; the sums match what the bundle path does, since the
-derivation adds series over engines and API servers (`names.value`, `names.histogram`). The range
-queries (gauges, exporters) do not aggregate: Prometheus would aggregate at every step, and the plain
-series cost it less than half the CPU (RAW_KEYS). Where the derivation reads only a quantile of a
-histogram, Prometheus computes it (STORE_QUANTILE_HISTOGRAMS): one number per replica instead of some
-twenty buckets; where it reads only the window's mean or maximum of an exporter series, Prometheus
-computes that too, over every scrape (EXPORTER_MEAN, EXPORTER_PEAK).
+find the histograms' first bounds). The counters' and histograms' queries (evaluated at the window's
+two ends) aggregate `by (__name__, <replica label>, ...)`, which drops the labels the derivation never
+reads (`job`, `engine`, node labels) and keeps those answers small; the sums match what the bundle path
+does, since the derivation adds series over engines and API servers (`names.value`,
+`names.histogram`). The range queries of gauges and exporter series (RAW_KEYS) do not aggregate:
+Prometheus would aggregate at every step, and the plain series cost it less than half the CPU.
+Where the derivation reads only a quantile of a histogram, Prometheus computes it
+(STORE_QUANTILE_HISTOGRAMS): one number per replica instead of some twenty buckets; where it reads only
+the window's mean or maximum of an exporter series, Prometheus computes that too, over every scrape
+(EXPORTER_MEAN, EXPORTER_PEAK).
 
 The names come from diagnose/metrics/names.py (every era, both spellings `vllm:x` and `vllm_x`).
 """
@@ -32,7 +33,8 @@ When = Literal["ends", "end", "range"]
 # The labels the derivation reads, per family: histogram bounds, finished_reason, handler, status, reason.
 CUMULATIVE_LABELS = ("model_name", "le", "finished_reason", "handler", "status")
 # The answers whose series come as Prometheus keeps them, every label on: the info series, and the range
-# queries' (plan() says why those are not aggregated).
+# queries' of gauges and exporter series (plan() says why those are not aggregated; dcgm_max is: each
+# step's max_over_time has to be named again).
 RAW_KEYS = ("info", "gauges", "exporter", "dcgm")
 
 # dcgm-exporter (NVIDIA's GPU exporter on Kubernetes): what GPU clusters run instead of NVML in the pod.

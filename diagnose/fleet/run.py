@@ -79,6 +79,7 @@ def _diagnose_fleet(
         thresholds=thresholds,
         source=source,
         first_le=first_le,
+        progress=progress,
     )
     if not pairs:
         where = f" matching {selector}" if matchers else ""
@@ -128,9 +129,10 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
             ExitStatus.USAGE,
         )
     window = window_from_args(args.since, args.start, args.end, time.time())
-    html = getattr(args, "html", None)
-    # The progress line ends before the report is printed; the charts' fetch is inside it too.
-    with fleet_progress(quiet=getattr(args, "quiet", False) or args.json) as progress:
+    quiet = getattr(args, "quiet", False) or args.json
+    # Each progress line ends before what follows it is printed: the report comes as soon as it is
+    # known, the charts' step-by-step fetch (for --html) after it.
+    with fleet_progress(quiet=quiet) as progress:
         report = diagnose_fleet(
             client_from_args(args),
             window,
@@ -139,10 +141,11 @@ def run_check(args: argparse.Namespace, thresholds: Thresholds | None) -> int:
             thresholds=thresholds,
             progress=progress,
         )
-        charts = _charts(window, args, report, progress=progress) if html is not None else {}
     show_fleet(report, as_json=args.json)
-    if html is not None:
-        write_fleet_html(html, report, thresholds, charts)
+    if getattr(args, "html", None) is not None:
+        with fleet_progress(quiet=quiet) as progress:
+            charts = _charts(window, args, report, progress=progress)
+        write_fleet_html(args.html, report, thresholds, charts)
     return int(ExitStatus.FINDINGS if report.worst() >= Severity.parse(args.fail_on) else ExitStatus.OK)
 
 

@@ -134,9 +134,10 @@ def _stale(data: ReplicaData, window: Window) -> str | None:
     return None
 
 
-def _sort_key(r: ReplicaResult) -> tuple[int, int, tuple[str | int, ...]]:
+def _sort_key(r: ReplicaResult) -> tuple[int, int, tuple[str | int, ...], str]:
     v = r.report.verdict
-    return (-int(r.report.worst()), -CONFIDENCES.index(v.confidence), natural_order(r.replica))
+    # The name last: natural_order ties rr-01 with rr-1, and the workers' groups come in any order.
+    return (-int(r.report.worst()), -CONFIDENCES.index(v.confidence), natural_order(r.replica), r.replica)
 
 
 def natural_order(name: str) -> tuple[str | int, ...]:
