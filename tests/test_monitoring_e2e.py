@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,10 +82,29 @@ class Stack:
     load_error: list[BaseException]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        reply = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
+        reply = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=30)
         body = reply.json()
         assert body.get("status") == "success", f"{expr}: {body}"
         return body["data"]["result"]
+
+    def query_until(
+        self, expr: str, ok: Callable[[list[dict[str, Any]]], bool] = bool, within_s: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """The answer to `expr` once `ok` holds of it, or the last answer after `within_s`.
+
+        On a busy 2-core machine a scrape can miss its 2 s timeout: Prometheus then marks every series
+        of that target stale, and an instant query finds nothing until the next scrape succeeds. And a
+        query can wait longer than its timeout while vLLM takes both cores. Neither says anything about
+        the stack, so both are asked again."""
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                result = self.query(expr)
+            except requests.RequestException:
+                result = []
+            if ok(result) or time.monotonic() >= deadline:
+                return result
+            time.sleep(SCRAPE_S)
 
 
 def prometheus_config(vllm: str, exporter: str, alertmanager: str, rules: list[Path]) -> dict[str, Any]:
@@ -232,14 +251,17 @@ def test_queue_time_alert_fires_under_overload_and_reaches_alertmanager(stack: S
     p95: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         time.sleep(2)
-        reply = requests.get(
-            f"{stack.alertmanager_url}/api/v2/alerts",
-            params={"filter": ['alertname="RerankQueueTimeP95High"', 'rule_id="queue-time"']},
-            timeout=5,
-        )
+        try:
+            reply = requests.get(
+                f"{stack.alertmanager_url}/api/v2/alerts",
+                params={"filter": ['alertname="RerankQueueTimeP95High"', 'rule_id="queue-time"']},
+                timeout=10,
+            )
+        except requests.Timeout:  # vLLM under overload can hold both cores for seconds: ask again
+            continue
         assert reply.status_code == 200
         alerts = reply.json()
-        p95 = stack.query("rerank_doctor:queue_time_seconds:p95_1m")
+        p95 = stack.query_until("rerank_doctor:queue_time_seconds:p95_1m", within_s=0) or p95
         if any(a["labels"]["severity"] == "warning" for a in alerts):
             break
     assert not stack.load_error, stack.load_error
@@ -258,23 +280,22 @@ def test_queue_time_alert_fires_under_overload_and_reaches_alertmanager(stack: S
 
 
 def test_prometheus_2_stores_vllm_names_with_colons_after_our_relabel_rule(stack: Stack) -> None:
-    assert stack.query('count({__name__="vllm:num_requests_waiting"})'), (
+    assert stack.query_until('count({__name__="vllm:num_requests_waiting"})'), (
         "relabel vllm_(.+) -> vllm:$1 missing"
     )
-    assert not stack.query('count({__name__="vllm_num_requests_waiting"})')
+    # Never stored under the underscore name, at any scrape so far.
+    assert not stack.query('count(last_over_time({__name__="vllm_num_requests_waiting"}[10m]))')
 
 
 def test_exporter_series_reach_prometheus(stack: Stack) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not stack.query(
-        'rerank_doctor_collector_up{collector="host"} == 1'
-    ):
-        time.sleep(2)
-    assert stack.query('rerank_doctor_collector_up{collector="vllm"} == 1')
-    assert stack.query('rerank_doctor_collector_up{collector="host"} == 1')
-    assert len(stack.query("rerank_doctor_bottleneck == 1")) == 1
-    roles = {r["metric"]["role"] for r in stack.query("rerank_doctor_process_cpu_percent")}
-    assert {"api_server", "engine_core"} <= roles
+    assert stack.query_until('rerank_doctor_collector_up{collector="host"} == 1')
+    assert stack.query_until('rerank_doctor_collector_up{collector="vllm"} == 1')
+    assert len(stack.query_until("rerank_doctor_bottleneck == 1", lambda r: len(r) == 1)) == 1
+    processes = stack.query_until(
+        "rerank_doctor_process_cpu_percent",
+        lambda r: {"api_server", "engine_core"} <= {s["metric"]["role"] for s in r},
+    )
+    assert {"api_server", "engine_core"} <= {s["metric"]["role"] for s in processes}
 
 
 def test_every_dashboard_query_returns_data_from_the_live_prometheus(stack: Stack) -> None:
@@ -283,13 +304,14 @@ def test_every_dashboard_query_returns_data_from_the_live_prometheus(stack: Stac
     # While the load runs (or within the 1 m rate window after it), every counter has moved.
     if not stack.load_done.is_set():
         time.sleep(min(20.0, LOAD_S / 2))
-    gpu_up = stack.query('rerank_doctor_collector_up{collector="gpu"}')
+    # Over a minute of scrapes, not the last one alone: a missed scrape leaves no instant value.
+    gpu_up = stack.query_until('max_over_time(rerank_doctor_collector_up{collector="gpu"}[1m])')
     empty = []
     for title, expr in queries:
         if title in NO_DATA_ON_LAB:
             assert gpu_up and float(gpu_up[0]["value"][1]) == 0.0, f"{title}: the exporter does see a GPU"
             continue
-        if not stack.query(grafana_to_promql(expr, "1m")):
+        if not stack.query_until(grafana_to_promql(expr, "1m"), within_s=20):
             empty.append(f"{title}: {expr}")
     assert not empty, "panels with no data:\n" + "\n".join(empty)
 
