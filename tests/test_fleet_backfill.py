@@ -448,7 +448,7 @@ def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_proc
         answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
         pairs = diagnose_replicas(
             answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
-            min_per_worker=1, first_le=first_le, progress=LineProgress(io.StringIO(), "fleet"),
+            min_per_worker=1, min_workers=2, first_le=first_le, progress=LineProgress(io.StringIO(), "fleet"),
         )  # fmt: skip
         return {d.replica: (r.verdict.label, r.verdict.rule_id, len(d.bundle.issues)) for d, r in pairs}
 
