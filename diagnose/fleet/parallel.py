@@ -3,8 +3,8 @@ the fleet on this side of the wire (assembling a Bundle and running the rules, ~
 
 The answers are split into groups of whole replicas; forked workers inherit them (nothing is pickled on
 the way in) and send back each replica's report with a slimmed Bundle (the readings were only needed to
-derive the report; the fleet summary reads the issues). Where fork is unavailable, or the fleet is small,
-it all runs in this process.
+derive the report; the fleet summary reads the issues). Where fork is unavailable, the fleet is small or
+the machine has fewer than four cores (MIN_WORKERS), it all runs in this process.
 """
 
 from __future__ import annotations
