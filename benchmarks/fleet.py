@@ -132,19 +132,25 @@ def _child(args: list[str]) -> dict:
     return json.loads(out.stdout)
 
 
-def measure(size: int, paths: list[Path], tmp: Path) -> dict:
+def backfill(size: int, paths: list[Path], tmp: Path) -> tuple[Path, float, float]:
+    """A TSDB of `size` replicas, replica i being recording i mod len(paths), in the past hour:
+    (its data folder, the window's start and end, unix seconds)."""
     loaded = {p: fb.load_recording(p) for p in paths}
     replicas = [(fb.replica_name(i), loaded[paths[i % len(paths)]]) for i in range(size)]
     t0 = float(int(time.time()) - 3600)
     work = tmp / f"fleet-{size}"
     work.mkdir()
-    t = time.perf_counter()
     fb.write_openmetrics(replicas, work / "fleet.om", t0)
     fb.create_blocks(work / "fleet.om", work / "data")
     (work / "fleet.om").unlink()
+    return work / "data", t0, t0 + max(60.0, max(r.span_s for _, r in replicas) + 10.0)
+
+
+def measure(size: int, paths: list[Path], tmp: Path) -> dict:
+    t = time.perf_counter()
+    data, t0, end = backfill(size, paths, tmp)
     build_s = time.perf_counter() - t
-    span = max(r.span_s for _, r in replicas)
-    end = t0 + max(60.0, span + 10.0)
+    work = data.parent
     bundle_paths = [str(paths[i % len(paths)]) for i in range(size)]
     # The bundle-by-bundle list goes through a file: 1,000 paths do not fit a command line comfortably.
     (work / "paths.json").write_text(json.dumps(bundle_paths))

@@ -59,17 +59,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         paths = fleet_bench.recordings(tmp)
-        loaded = {p: fb.load_recording(p) for p in paths}
         for size in (int(s) for s in args.sizes.split(",")):
-            replicas = [(fb.replica_name(i), loaded[paths[i % len(paths)]]) for i in range(size)]
-            t0 = float(int(time.time()) - 3600)
-            work = tmp / f"fleet-{size}"
-            work.mkdir()
-            fb.write_openmetrics(replicas, work / "fleet.om", t0)
-            fb.create_blocks(work / "fleet.om", work / "data")
-            (work / "fleet.om").unlink()
-            window = Window(t0, t0 + max(60.0, max(r.span_s for _, r in replicas) + 10.0))
-            with fb.prometheus_over(work / "data") as url:
+            data, t0, end = fleet_bench.backfill(size, paths, tmp)
+            window = Window(t0, end)
+            with fb.prometheus_over(data) as url:
                 answers, first_le = fetch(
                     PrometheusClient(url, total_s=300), window, "pod", 'namespace="rerank"'
                 )
