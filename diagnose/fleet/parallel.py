@@ -24,12 +24,13 @@ from diagnose.readings import Bundle
 from diagnose.report import Report
 from diagnose.thresholds import Thresholds
 
-# Forking, splitting the answers and taking the reports back cost the parent about a third of the work
-# it hands out, so the pool pays from four workers on (benchmarks/fleet_workers.py: diagnose_replicas
-# alone, median of 3). On 16 cores, over answers saved on this machine: 1,000 replicas took 1.19 s in
-# one process, 1.14 s with 2 workers, 0.81 s with 4, 0.61 s with 8, 0.51 s with 16 (206 replicas: 0.38,
-# 0.30, 0.20, 0.13 s with 8). On this 2-core machine 2 workers were slower than one (1,000: 1.37 s
-# against 1.32 s; 206: 0.29 s against 0.26 s).
+# The pool pays from four workers on (benchmarks/fleet_workers.py: diagnose_replicas alone, median of
+# 3). Its parent diagnoses no replica itself: it forks, waits and unpickles the reports (206 reports
+# pickle in 0.024 s and load in 0.020 s); why two workers lose more than that was not profiled.
+# On 16 cores, over answers saved on this machine: 1,000 replicas took 1.19 s in one process, 1.14 s
+# with 2 workers, 0.81 s with 4, 0.61 s with 8, 0.51 s with 16 (206 replicas: 0.38, 0.30, 0.20, 0.13 s
+# with 8). On this 2-core machine 2 workers were slower than one (1,000: 1.37 s against 1.32 s; 206:
+# 0.29 s against 0.26 s).
 MIN_WORKERS = 4
 # Below this many replicas a worker's start costs more than it saves (206 replicas gain from 8 workers).
 MIN_REPLICAS_PER_WORKER = 25
