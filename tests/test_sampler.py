@@ -110,6 +110,28 @@ def test_window_has_a_before_and_an_after_scrape_and_samples_every_beat() -> Non
     assert bundle.server.pids == [42] and bundle.issues == []
 
 
+class SlowToStartVllm(FakeVllm):
+    """/health, /version and /v1/models answering slowly, as a saturated server does."""
+
+    def server_info(self) -> tuple[ServerInfo, list[CollectorIssue]]:
+        self.clock.now += 20.0
+        return super().server_info()
+
+
+def test_the_window_opens_at_its_first_scrape_when_the_server_is_slow_to_answer_its_setup() -> None:
+    # CI once saw a 15 s window shrink to 13 ms: the setup calls took the whole window on a busy server.
+    clock = FakeClock()
+    bundle = collect_window(
+        Sources(vllm=SlowToStartVllm(clock)),
+        duration_s=10,
+        metrics_interval_s=5,
+        clock=clock.clock,
+        sleep=clock.sleep,
+    )
+    times = [d.t_unix for d in bundle.dumps]
+    assert times == [1020.0, 1025.0, 1030.0]
+
+
 def test_unreachable_server_stops_at_once_with_the_reason() -> None:
     clock = FakeClock()
     bundle = collect_window(

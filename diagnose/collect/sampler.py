@@ -180,6 +180,10 @@ def collect_window(
     interrupted = False
     try:
         start_sources()
+        # The window opens at its first scrape, not before the sources start: on a saturated server
+        # /health, /version, /v1/models and the process scan took the whole 15 s of a CI window once,
+        # and the "window" between its two scrapes was 13 ms.
+        start = next_scrape = clock()
         if sources.vllm is not None:
             first_ok = scrape()
             next_scrape = start + metrics_interval_s
