@@ -4,10 +4,10 @@ Each fleet is a real Prometheus 2.42 over a TSDB backfilled (tests/fleet_backfil
 recordings, replica i being recording i mod 13 (8 repo recordings + the 5 H200 captures when ../shared is
 there). Beside each fleet run, the reference: the same verdicts computed bundle by bundle
 (`read_bundle` + `diagnose` per replica, as `check --from` does), in the same run. Every measurement runs
-in a fresh Python process, so peak memory (VmHWM) is its own; fleet mode's forked workers (one per core
-beyond the first, from 100 replicas) share its pages and are not counted.
+in a fresh Python process, so peak memory (VmHWM) is its own; fleet mode's forked children (one per core
+beyond the first, from 50 replicas) share its pages and are not counted.
 
-"CPU s" is the processor time the timed run took: fleet mode's own (its workers included) + the Prometheus
+"CPU s" is the processor time the timed run took: fleet mode's own (its children included) + the Prometheus
 server's. On this machine both share the same cores, so it bounds the wall time from below: CPU s / cores.
 
 Targets (issue 11): 6 -> 206 replicas costs at most 3x the time; 1,000 replicas within 10 s on 2 cores.
@@ -71,7 +71,7 @@ def _child_fleet(url: str, start: float, end: float) -> None:
     from diagnose.fleet.window import Window
 
     # diagnose_fleet(), phase by phase: the queries (Prometheus' work and the answers' decoding), then
-    # assembling and diagnosing every replica (forked workers on a multi-core machine), then the summary.
+    # assembling and diagnosing every replica (forked children beside it on a multi-core machine), then the summary.
     original_fetch = run.fetch
     marks: dict[str, float] = {}
 
@@ -88,7 +88,7 @@ def _child_fleet(url: str, start: float, end: float) -> None:
     report = run.diagnose_fleet(client, Window(start, end), selector=SELECTOR)
     seconds = time.perf_counter() - t
     theirs1, ours1 = prometheus.cpu_times(), os.times()
-    # CPU seconds over the timed run: fleet mode's own (its forked workers included: they are joined
+    # CPU seconds over the timed run: fleet mode's own (its forked children included: they are reaped
     # before it returns) and the Prometheus server's, which shares the same cores here.
     ours_cpu_s = sum(ours1[:4]) - sum(ours0[:4])
     theirs_cpu_s = theirs1.user + theirs1.system - theirs0.user - theirs0.system

@@ -1,11 +1,12 @@
-"""Fleet mode's per-replica diagnosis in one process against forked workers: where the pool pays.
+"""Fleet mode's per-replica diagnosis in one process against split over forked children: where it pays.
 
 The answers come from a real Prometheus 2.42 over a TSDB backfilled from the repo's real recordings (as
 benchmarks/fleet.py builds it), fetched once; then `diagnose_replicas` alone is timed with 1, 2, 4, ...
 workers (up to the machine's cores), median of 3 runs each, on a fresh copy of the answers (assembling
 consumes their label dicts). The ratio is each time against the one-process time of the same run.
-diagnose/fleet/parallel.py's MIN_WORKERS rests on this: on 2 cores a pool of two workers was slower than
-one process (206 replicas: 0.301 s against 0.273 s); the pool's parent diagnoses no replica itself.
+diagnose/fleet/parallel.py's MIN_REPLICAS_PER_WORKER rests on this ("workers" counts the parent, which
+diagnoses a group itself): on 2 cores, 6 replicas took 0.007 s in one process and 0.014 s split in two,
+206 replicas 0.242 s and 0.177 s.
 
     python benchmarks/fleet_workers.py                  # 206 and 1,000 replicas
     python benchmarks/fleet_workers.py --sizes 1000
@@ -76,7 +77,7 @@ def main() -> None:
                     t = time.perf_counter()
                     diagnose_replicas(
                         copy, window, "pod", require_vllm=False, thresholds=None, source=url,
-                        workers=workers, min_per_worker=1, min_workers=1, first_le=first_le,
+                        workers=workers, min_per_worker=1, first_le=first_le,
                     )  # fmt: skip
                     times.append(time.perf_counter() - t)
                     gc.enable()

@@ -448,13 +448,45 @@ def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_proc
         answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
         pairs = diagnose_replicas(
             answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
-            min_per_worker=1, min_workers=2, first_le=first_le, progress=LineProgress(io.StringIO(), "fleet"),
+            min_per_worker=1, first_le=first_le, progress=LineProgress(io.StringIO(), "fleet"),
         )  # fmt: skip
         return {d.replica: (r.verdict.label, r.verdict.rule_id, len(d.bundle.issues)) for d, r in pairs}
 
     serial, forked = labels(1), labels(2)
     assert len(serial) == len(fleet.paths)
     assert forked == serial
+
+
+def test_a_diagnosis_child_that_fails_has_its_replicas_diagnosed_in_the_parent(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diagnose.fleet import parallel
+    from diagnose.fleet.fetch import fetch
+
+    def run(workers: int) -> dict[str, str]:
+        answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
+        pairs = parallel.diagnose_replicas(
+            answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
+            min_per_worker=1, first_le=first_le,
+        )  # fmt: skip
+        return {d.replica: r.verdict.label for d, r in pairs}
+
+    serial = run(1)
+
+    def broken(pairs: object) -> object:  # only a child slims its reports before sending them
+        raise RuntimeError("a child that fails before it answers")
+
+    collected: list[object] = []
+    collect = parallel._collect
+
+    def seen(pid: int, read_fd: int) -> object:
+        collected.append(got := collect(pid, read_fd))
+        return got
+
+    monkeypatch.setattr(parallel, "_slim", broken)
+    monkeypatch.setattr(parallel, "_collect", seen)
+    assert run(3) == serial
+    assert collected == [None, None]  # two children forked, both failed, their groups redone here
 
 
 def test_the_charted_replicas_are_fetched_step_by_step_so_their_charts_have_a_shape(fleet: Fleet) -> None:

@@ -12,7 +12,7 @@ so every rule judges fleet data unchanged.
   charted replicas' window step by step for the HTML page).
 - `assemble`: pure, query results -> per-replica Bundles; `sidecars`: the exporters beside vLLM (ours,
   dcgm-exporter) -> their GPU, process and socket readings.
-- `parallel`: each replica's diagnosis, over the machine's cores (forked workers).
+- `parallel`: each replica's diagnosis, over the machine's cores (this process and forked children).
 - `summary`: pure, per-replica reports -> the fleet view (imbalance, stale replicas, versions, headroom).
 - `render`: rich text and JSON.
 - `run`: the `check --prometheus` / `watch --prometheus` entry.

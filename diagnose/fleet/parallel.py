@@ -1,19 +1,23 @@
 """Each replica's diagnosis, spread over the machine's cores: the one part of fleet mode that grows with
-the fleet on this side of the wire (assembling a Bundle and running the rules, ~1.2 ms per replica).
+the fleet on this side of the wire (assembling a Bundle and running the rules, ~1-1.5 ms per replica).
 
-The answers are split into groups of whole replicas; forked workers inherit them (nothing is pickled on
-the way in) and send back each replica's report with a slimmed Bundle (the readings were only needed to
-derive the report; the fleet summary reads the issues). Where fork is unavailable, the fleet is small or
-the machine has fewer than four cores (MIN_WORKERS), it all runs in this process.
+The answers are split into groups of whole replicas. This process diagnoses the first group itself;
+each other group goes to a forked child, which inherits the answers (nothing is pickled on the way in)
+and sends back each replica's report with a slimmed Bundle through a pipe (the readings were only
+needed to derive the report; the fleet summary reads the issues). A child that fails or dies has its
+group diagnosed here instead: a fork is a speed-up, never a way to lose replicas. Where fork is
+unavailable or the fleet is small (MIN_REPLICAS_PER_WORKER), it all runs in this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from diagnose.fleet.assemble import CUMULATIVE_KEYS, ReplicaData, assemble, partition
 from diagnose.fleet.client import Series
@@ -24,47 +28,35 @@ from diagnose.readings import Bundle
 from diagnose.report import Report
 from diagnose.thresholds import Thresholds
 
-# The pool pays from four workers on (benchmarks/fleet_workers.py: diagnose_replicas alone, median of
-# 3). Its parent diagnoses no replica itself: it forks, waits and unpickles the reports (206 reports
-# pickle in 0.024 s and load in 0.020 s); why two workers lose more than that was not profiled.
-# On 16 cores, over answers saved on this machine: 1,000 replicas took 1.19 s in one process, 1.14 s
-# with 2 workers, 0.81 s with 4, 0.61 s with 8, 0.51 s with 16 (206 replicas: 0.38, 0.30, 0.20, 0.13 s
-# with 8). On this 2-core machine 2 workers were slower than one (1,000: 1.37 s against 1.32 s; 206:
-# 0.29 s against 0.26 s).
-MIN_WORKERS = 4
-# Below this many replicas a worker's start costs more than it saves (206 replicas gain from 8 workers).
+# Below this many replicas per group a fork costs more than it saves (benchmarks/fleet_workers.py, on 2
+# cores: 6 replicas took 0.007 s in one process and 0.014 s split in two; 206 replicas 0.242 s in one
+# process and 0.177 s split in two). On those 2 cores the split gains less than half: the parent's
+# half ran ~30 % slower after the fork than alone (copy-on-write faults on the answers it consumes,
+# and two vCPUs that may share one physical core; not told apart).
 MIN_REPLICAS_PER_WORKER = 25
 
-_JOB: (
-    tuple[list[dict[str, list[Series]]], Window, str, bool, Thresholds | None, str, Mapping[str, float]]
-    | None
-) = None
+Pairs = list[tuple[ReplicaData, Report]]
 
 
-def _diagnose(
-    answers: dict[str, list[Series]],
-    window: Window,
-    replica_label: str,
-    require_vllm: bool,
-    thresholds: Thresholds | None,
-    source: str,
-    first_le: Mapping[str, float],
-) -> list[tuple[ReplicaData, Report]]:
-    out = []
-    for data in assemble(answers, window, replica_label, require_vllm=require_vllm, first_le=first_le):
-        report = diagnose(data.bundle, thresholds, source=f"{source} {replica_label}={data.replica}")
-        out.append((data, report))
-    return out
+@dataclass(frozen=True, slots=True)
+class _Job:
+    window: Window
+    replica_label: str
+    require_vllm: bool
+    thresholds: Thresholds | None
+    source: str
+    first_le: Mapping[str, float]
 
-
-def _slim(pairs: list[tuple[ReplicaData, Report]]) -> list[tuple[ReplicaData, Report]]:
-    return [(replace(data, bundle=Bundle(issues=data.bundle.issues)), report) for data, report in pairs]
-
-
-def _work(index: int) -> list[tuple[ReplicaData, Report]]:
-    assert _JOB is not None
-    groups, window, label, require_vllm, thresholds, source, first_le = _JOB
-    return _slim(_diagnose(groups[index], window, label, require_vllm, thresholds, source, first_le))
+    def run(self, answers: dict[str, list[Series]]) -> Pairs:
+        out = []
+        for data in assemble(
+            answers, self.window, self.replica_label, require_vllm=self.require_vllm, first_le=self.first_le
+        ):
+            report = diagnose(
+                data.bundle, self.thresholds, source=f"{self.source} {self.replica_label}={data.replica}"
+            )
+            out.append((data, report))
+        return out
 
 
 def diagnose_replicas(
@@ -77,52 +69,93 @@ def diagnose_replicas(
     source: str,
     workers: int | None = None,
     min_per_worker: int = MIN_REPLICAS_PER_WORKER,
-    min_workers: int = MIN_WORKERS,
     first_le: Mapping[str, float] | None = None,
     progress: StepReporter | None = None,
-) -> list[tuple[ReplicaData, Report]]:
-    """(rebuilt readings, report) for every replica in the answers; `first_le` as assemble() takes it.
-    `progress`'s threads are held still while the workers are forked."""
-    first_le = first_le or {}
-    global _JOB
+) -> Pairs:
+    """(rebuilt readings, report) for every replica in the answers, in replica order within each group;
+    `first_le` as assemble() takes it. `workers`: processes in all, this one included (default: the cores
+    this process may run on). `progress`'s threads are held still while the children are forked."""
+    job = _Job(window, replica_label, require_vllm, thresholds, source, first_le or {})
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     replicas = len(
         {s.labels.get(replica_label) or s.labels.get("instance") for s in answers.get(CUMULATIVE_KEYS[0], [])}
     )
-    parts = max(1, min(workers, replicas // min_per_worker))
-    if parts < max(2, min_workers) or "fork" not in multiprocessing.get_all_start_methods():
-        return _diagnose(answers, window, replica_label, require_vllm, thresholds, source, first_le)
+    parts = max(1, min(workers, replicas // max(1, min_per_worker)))
+    if parts < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return job.run(answers)
     groups = partition(answers, replica_label, parts)
-    _JOB = (groups, window, replica_label, require_vllm, thresholds, source, first_le)
     _import_the_pipeline()
-    with held_still(progress):
-        pool = multiprocessing.get_context("fork").Pool(parts, initializer=_worker_signals)
+    children: list[tuple[int, int]] = []  # (pid, read end of its pipe) of each child not yet collected
     try:
-        results = pool.map(_work, range(parts))
-        pool.close()  # the normal end: workers exit on their own, no signal is sent
-    except BaseException:
-        pool.terminate()  # Ctrl-C or a failure: the workers are stopped (SIGTERM, default action)
-        raise
+        with held_still(progress):
+            for group in groups[1:]:
+                children.append(_fork(job, group))
+        results = [job.run(groups[0])]
+        for group in groups[1:]:
+            got = _collect(*children.pop(0))  # it reaps (or stops) the child whatever happens
+            results.append(got if got is not None else job.run(group))
     finally:
-        pool.join()
-        _JOB = None
-    return [pair for group in results for pair in group]
+        for pid, read_fd in children:  # Ctrl-C or a failure here: the children are stopped, not awaited
+            _stop(pid, read_fd)
+    return [pair for group_pairs in results for pair in group_pairs]
+
+
+def _fork(job: _Job, group: dict[str, list[Series]]) -> tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: diagnose, send, and leave without running the parent's exit handlers
+        status = 1
+        try:
+            os.close(read_fd)
+            # The CLI turns SIGTERM into KeyboardInterrupt; a child keeps the defaults, and Ctrl-C (sent to
+            # the whole process group) is the parent's to handle.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            payload = pickle.dumps(_slim(job.run(group)), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(payload)
+            status = 0
+        finally:
+            os._exit(status)  # no flush of inherited buffers, no atexit: those are the parent's
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _collect(pid: int, read_fd: int) -> Pairs | None:
+    """The child's reports, or None when it failed (its group is then diagnosed in the parent)."""
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            payload = pipe.read()
+    except BaseException:  # Ctrl-C while waiting: the child is stopped, not awaited
+        _stop(pid, None)
+        raise
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not payload:
+        return None
+    try:
+        pairs: Pairs = pickle.loads(payload)
+    except (pickle.UnpicklingError, EOFError, ValueError):
+        return None
+    return pairs
+
+
+def _stop(pid: int, read_fd: int | None) -> None:
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    if read_fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(read_fd)
+
+
+def _slim(pairs: Pairs) -> Pairs:
+    return [(replace(data, bundle=Bundle(issues=data.bundle.issues)), report) for data, report in pairs]
 
 
 def _import_the_pipeline() -> None:
-    """The derivation and the rules imported before the fork (pipeline.diagnose imports them lazily):
-    the workers inherit them instead of each importing them again (~0.13 s of CPU per worker)."""
+    """The derivation and the rules imported before the fork (pipeline.diagnose imports them lazily): the
+    children inherit them instead of each importing them again (~0.13 s of CPU per child)."""
     import diagnose.derive.evidence
     import diagnose.redact
     import diagnose.rules.engine  # noqa: F401
-
-
-def _worker_signals() -> None:
-    """Workers keep the default signal actions. A forked worker inherits the CLI's handler that turns
-    SIGTERM into KeyboardInterrupt, and `with Pool()` always ends with terminate (SIGTERM to every worker):
-    one 206-replica run hung 695 s there, its worker blocked on the task queue's lock, the parent joining
-    it (py-spy stacks; the exact cause was not pinned down). Now the normal end sends no signal at all,
-    and a terminate kills outright. Ctrl-C is the parent's to handle."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
