@@ -45,6 +45,7 @@ _TARGET_LABELS = frozenset({"__name__", "job", "namespace", "pod", "container", 
 
 # The answers that carry counters and histograms (queries.py): their values at both ends of the window.
 CUMULATIVE_KEYS = ("cumulative", "mean_only")
+MEAN_ONLY_KEY = "mean_only"  # histograms fetched without buckets: _count and _sum only
 # dcgm-exporter's answers: its series at each step, and each step's maxima.
 DCGM_KEYS = ("dcgm", "dcgm_max")
 
@@ -164,21 +165,28 @@ def assemble(
             r = replicas[name] = _Replica(name)
         return r
 
-    for s in (s for key in CUMULATIVE_KEYS for s in answers.get(key, [])):
-        name, inst, key = _split(s.labels, replica_label)
-        if name is None:
-            continue
-        r = get(name)
-        metric = s.labels.get("__name__", "")
-        if _is_vllm(metric):
-            r.vllm_instances.add(inst)
-        elif metric.startswith("http_requests"):
-            r.http_instances.add(inst)
-        for t, v in s.points:
-            if steps:
-                r.steps.setdefault(t, []).append((inst, key, v))
-            else:
-                (r.end if window.is_end(t) else r.start).append((inst, key, v))
+    for answer in CUMULATIVE_KEYS:
+        for s in answers.get(answer, []):
+            name, inst, key = _split(s.labels, replica_label)
+            if name is None:
+                continue
+            r = get(name)
+            metric = s.labels.get("__name__", "")
+            if _is_vllm(metric):
+                r.vllm_instances.add(inst)
+            elif metric.startswith("http_requests"):
+                r.http_instances.add(inst)
+            series_keys = (
+                (key, _inf_bucket(key, metric))
+                if answer == MEAN_ONLY_KEY and metric.endswith("_count")
+                else (key,)
+            )
+            for t, v in s.points:
+                for k in series_keys:
+                    if steps:
+                        r.steps.setdefault(t, []).append((inst, k, v))
+                    else:
+                        (r.end if window.is_end(t) else r.start).append((inst, k, v))
     for s in answers.get("gauges", []):
         name, inst, key = _split(s.labels, replica_label)
         if name is not None:
@@ -217,6 +225,13 @@ def assemble(
     _per_replica_values(kept, answers, replica_label, window)
     keys = _Keys()
     return [_finish(r, window, replica_label, keys, first_le or {}) for _, r in sorted(kept.items())]
+
+
+def _inf_bucket(count_key: LabelKey, count_name: str) -> LabelKey:
+    """The +Inf bucket's labels of a histogram fetched as `_count` and `_sum` only (queries.py's
+    mean_only): a histogram's +Inf bucket counts every observation, so it equals `_count`."""
+    bucket = count_name.removesuffix("_count") + "_bucket"
+    return (*(("__name__", bucket) if k == "__name__" else (k, v) for k, v in count_key), ("le", "+Inf"))
 
 
 def _per_replica_values(

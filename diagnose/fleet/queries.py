@@ -125,16 +125,16 @@ def parse_selector(text: str | None) -> str:
 
 # Histograms whose quantiles the derivation never reads, only their sum and count (evidence.py:
 # prefill_mean_s, tokens_per_step_mean, engine_steps_per_s): their finite buckets are a fifth of a
-# replica's series, so only the +Inf bucket is fetched (the parser needs one bucket to see a histogram).
+# replica's series, so only their _count and _sum are fetched (assemble.py adds the +Inf bucket).
 # tests/test_fleet_queries.py fails if the derivation starts reading more of them.
 MEAN_ONLY_HISTOGRAMS = ("prefill_time", "iteration_tokens")
 
 # Histograms whose quantile Prometheus computes (`histogram_quantile` over `increase()`, one number per
 # replica): the latency section reads only their p95 and mean. Their finite buckets were two thirds of a
 # replica's series (4 x ~21 of ~124), which made the answers grow ~37 KB per replica. The dumps keep their
-# +Inf bucket, _count and _sum (the mean and the count stay exact deltas). The quantile's first-bucket
-# policy needs the first bound: `first_bucket_probe` finds it, fleet-wide, from the index. A family whose
-# replicas do not all share that first bound is fetched bucket by bucket, as before.
+# _count and _sum, and the +Inf bucket made from _count (the mean and the count stay exact deltas). The
+# quantile's first-bucket policy needs the first bound: `first_bucket_probe` finds it, fleet-wide, from the
+# index. A family whose replicas do not all share that first bound is fetched bucket by bucket, as before.
 STORE_QUANTILE = 0.95
 STORE_QUANTILE_HISTOGRAMS = ("queue_time", "inference_time", "e2e_latency", "http_duration_highr")
 QUANTILE_KEY = "quantile:"  # + concept: the answer key of one family's quantile query
@@ -144,7 +144,7 @@ def _sample_names(
     kinds: tuple[str, ...], *, without_buckets: tuple[str, ...] = (), mean_only: bool = False
 ) -> list[str]:
     """Sample names of every concept of these kinds; `mean_only` picks the histograms of
-    `without_buckets` (or leaves them out)."""
+    `without_buckets`, their `_count` and `_sum` only (or leaves them out)."""
     out: list[str] = []
     for key, concept in CONCEPTS.items():
         if concept.kind not in kinds or (
@@ -154,7 +154,8 @@ def _sample_names(
         for name in concept.names:
             for spelled in spellings(name):
                 if concept.kind == "histogram":
-                    out.extend(spelled + suffix for suffix in ("_bucket", "_count", "_sum"))
+                    suffixes = ("_count", "_sum") if mean_only else ("_bucket", "_count", "_sum")
+                    out.extend(spelled + suffix for suffix in suffixes)
                 else:
                     out.append(spelled)
     return out
@@ -223,11 +224,11 @@ def plan(
     cumulative = _names_selector(
         _sample_names(("counter", "histogram"), without_buckets=without_buckets), matchers
     )
-    # Their _count and _sum (no `le` label) and their +Inf bucket, in one selector: `le=~"|\\+Inf"`
-    # matches a series without `le` (an empty label) or the +Inf bound.
-    inf_matchers = f'le=~"|\\\\+Inf", {matchers}' if matchers else 'le=~"|\\\\+Inf"'
+    # Their _count and _sum only: the +Inf bucket always equals _count, so assemble.py writes it from
+    # _count (the parser needs one bucket to see a histogram). Fetched, it was a third of this answer,
+    # and its `le=~"|\\+Inf"` matcher made Prometheus test every series' bound.
     mean_only = _names_selector(
-        _sample_names(("histogram",), without_buckets=without_buckets, mean_only=True), inf_matchers
+        _sample_names(("histogram",), without_buckets=without_buckets, mean_only=True), matchers
     )
     gauges = _names_selector(_sample_names(("gauge",)), matchers)
     info = _names_selector([*_sample_names(("info",)), *INFO_SERIES], matchers)
