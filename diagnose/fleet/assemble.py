@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from diagnose.fleet.client import Series
-from diagnose.fleet.queries import EXPORTER_WINDOW_KEY, QUANTILE_KEY, STORE_QUANTILE
+from diagnose.fleet.queries import EXPORTER_WINDOW_KEY, OF_LABEL, QUANTILE_KEY, STORE_QUANTILE
 from diagnose.fleet.sidecars import dcgm_readings, exporter_readings
 from diagnose.fleet.window import Window
 from diagnose.metrics.exposition import LabelSet, PreParsedDump, parsed_from_samples
@@ -207,7 +207,8 @@ def assemble(
             kept[name].exporter.append(s)
     for s in answers.get(EXPORTER_WINDOW_KEY, []):
         name = replica_of(s.labels, replica_label)
-        if name in kept:
+        if name in kept and OF_LABEL in s.labels:
+            s.labels["__name__"] = s.labels.pop(OF_LABEL)  # queries.py's _exporter_window says why
             kept[name].exporter_window.append(s)
     for s in (s for key in DCGM_KEYS for s in answers.get(key, [])):
         # dcgm-exporter's own pod label is the exporter's pod; its pod mapping puts the GPU's workload in

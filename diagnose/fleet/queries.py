@@ -314,13 +314,14 @@ def _node_selectors(names: tuple[str, ...], node: str) -> list[str]:
 
 def _exporter_window(by: str, matchers: str, window: str) -> str:
     """The window's mean (EXPORTER_MEAN) or maximum (EXPORTER_PEAK) of each exporter series, over every
-    scrape in it, under the series' own name. The *_over_time functions drop the name: label_replace puts
-    it back, and into OF_LABEL too, since `or` matches label sets without the metric name."""
+    scrape in it. The *_over_time functions drop the name, and `or` matches label sets without it:
+    label_replace writes the name into OF_LABEL, which keeps the sides apart, and assemble.py makes it
+    the series' name again (written as `__name__` too, it was a fifth of this answer's bytes)."""
 
     def one(name: str, fn: str) -> str:
-        summary = f"max by ({by}, role, port, state) ({fn}({_names_selector([name], matchers)}[{window}]))"
-        named = f'label_replace({summary}, "__name__", "{name}", "", "")'
-        return f'label_replace({named}, "{OF_LABEL}", "{name}", "", "")'
+        selector = f"{name}{{{matchers}}}"
+        summary = f"max by ({by}, role, port, state) ({fn}({selector}[{window}]))"
+        return f'label_replace({summary}, "{OF_LABEL}", "{name}", "", "")'
 
     return " or ".join(
         [one(n, "avg_over_time") for n in EXPORTER_MEAN] + [one(n, "max_over_time") for n in EXPORTER_PEAK]
