@@ -260,3 +260,18 @@ def test_the_live_line_shows_the_drain_and_its_bound() -> None:
         recorder.start(0.0, 0.0, 1)
     line = drain_line(recorder, 1.0, LoadConfig(rate_per_s=1, drain_s=5.0))
     assert "waiting for 3 calls in flight" in line and "at most 4.0 s more" in line
+
+
+@pytest.mark.parametrize("loop", ["open", "closed"])
+def test_a_stop_set_from_another_thread_ends_the_sending_before_its_duration(loop: str) -> None:
+    # What `check --stress` does when its window closes: the load was planned longer than the window,
+    # since the window opens only once the server has answered its setup calls.
+    shape = {"rate_per_s": 50} if loop == "open" else {"concurrency": 2}
+    stop = threading.Event()
+    timer = threading.Timer(1.0, stop.set)
+    with LocalServer(Behaviour(delay_s=0.005)) as srv:
+        timer.start()
+        report = run_load(_config(srv.url, duration_s=60.0, **shape), stop=stop)
+    assert report.stopped_by == "window"
+    assert report.calls_ok > 0
+    assert report.send_window_s < 30.0  # stopped by the event, far from the 60 s it was planned for

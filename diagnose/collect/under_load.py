@@ -21,6 +21,11 @@ from diagnose.readings import Bundle
 # Seconds of load before the window opens (connections warm, queue settled) and after it closes.
 LEAD_IN_S = 3.0
 LEAD_OUT_S = 3.0
+# The load is planned this much longer than lead-in + window + lead-out and stopped once the window has
+# closed: the window opens only after /health, /version, /v1/models and the process scan have answered,
+# which took a whole 15 s window on a saturated CI server (each call may wait its 5 s timeout). A load
+# that ended on its own clock would have left the window without traffic: an idle, "healthy" verdict.
+SETUP_ALLOWANCE_S = 30.0
 
 
 def collect_under_load(
@@ -34,7 +39,9 @@ def collect_under_load(
     from diagnose.stress import run_load
 
     # The seed is fixed here, not in the load's thread, so the progress line can say which bodies go out.
-    config = replace(load_config, duration_s=duration_s + LEAD_IN_S + LEAD_OUT_S).with_seed()
+    config = replace(
+        load_config, duration_s=duration_s + LEAD_IN_S + LEAD_OUT_S + SETUP_ALLOWANCE_S
+    ).with_seed()
     config.validate()  # a bad rate or a non-loopback URL stops here, before anything is sent
     show = bool(collect_kwargs.get("show_progress", True))
 
@@ -43,29 +50,35 @@ def collect_under_load(
         return terminal_progress(prefix="load") if show else nullcontext(NullProgress())
 
     result: dict[str, Any] = {}
+    stop = threading.Event()
 
     def drive() -> None:
         try:
-            result["report"] = run_load(config)
+            result["report"] = run_load(config, stop=stop)
         except Exception as err:  # reported with the bundle below; the collection still stands
             result["error"] = err
 
     thread = threading.Thread(target=drive, name="rerank-doctor-load", daemon=True)
     thread.start()
+    try:
+        with steps() as progress:
+            progress.step(
+                f"{_rate(config)} (seed {config.seed}) for {LEAD_IN_S:g} s "
+                f"before the {duration_s:g} s window opens"
+            )
+            thread.join(LEAD_IN_S)
+        bundle, _ = collect_to_folder(url=url, out=out, duration_s=duration_s, **collect_kwargs)
+        with steps() as progress:
+            progress.step(
+                f"window closed; load runs {LEAD_OUT_S:g} s more, then waits at most {config.drain_s:g} s "
+                "for calls in flight"
+            )
+            thread.join(LEAD_OUT_S)
+    finally:
+        stop.set()  # the window closed (or the collection stopped): the load stops sending
     with steps() as progress:
-        progress.step(
-            f"{_rate(config)} (seed {config.seed}) for {LEAD_IN_S:g} s "
-            f"before the {duration_s:g} s window opens"
-        )
-        thread.join(LEAD_IN_S)
-    bundle, _ = collect_to_folder(url=url, out=out, duration_s=duration_s, **collect_kwargs)
-    with steps() as progress:
-        progress.step(
-            f"window closed; load runs {LEAD_OUT_S:g} s more, then waits at most {config.drain_s:g} s "
-            "for calls in flight"
-        )
-        # Bounded: lead-out, the drain, and the closing /metrics scrape (10 s at most).
-        thread.join(LEAD_OUT_S + config.drain_s + 15.0)
+        # Bounded: the drain, and the closing /metrics scrape (10 s at most).
+        thread.join(config.drain_s + 15.0)
         progress.step("load done" if not thread.is_alive() else "load still running; reporting without it")
     report = result.get("report")
     if report is not None:

@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING
 from diagnose.stress.config import IntRange, LoadConfig, parse_duration, parse_range
 
 if TYPE_CHECKING:
+    import threading
+
     from diagnose.stress.report import LoadReport
 
 __all__ = ["IntRange", "LoadConfig", "LoadReport", "parse_duration", "parse_range", "run_load"]
 
 
-def run_load(config: LoadConfig, progress: bool = False) -> LoadReport:
+def run_load(config: LoadConfig, progress: bool = False, stop: threading.Event | None = None) -> LoadReport:
     """Run one bounded load and return its report; see diagnose.stress.client.run_load."""
     from diagnose.stress.client import run_load as _run_load
 
-    return _run_load(config, progress)
+    return _run_load(config, progress, stop)
 
 
 def __getattr__(name: str) -> object:

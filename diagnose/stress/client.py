@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import resource
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -274,7 +275,9 @@ class _Run:
             await asyncio.wait(list(self.tasks), timeout=left_s)
 
 
-async def _load(config: LoadConfig, target: Target, show_progress: bool) -> LoadReport:
+async def _load(
+    config: LoadConfig, target: Target, show_progress: bool, stop: threading.Event | None = None
+) -> LoadReport:
     headers = {"Content-Type": "application/json"}
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
@@ -315,7 +318,8 @@ async def _load(config: LoadConfig, target: Target, show_progress: bool) -> Load
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             run.loop.add_signal_handler(signal.SIGINT, on_sigint)
             handler_installed = True
-        progress_task = None
+        progress_task: asyncio.Task[None] | None = None
+        stop_task: asyncio.Task[None] | None = None
         started_unix = time.time()
         try:
             run.t0 = run.loop.time() + _LEAD_S
@@ -323,6 +327,8 @@ async def _load(config: LoadConfig, target: Target, show_progress: bool) -> Load
                 from diagnose.stress.progress import show
 
                 progress_task = run.loop.create_task(show(run.recorder, run.stop, run.t0, config))
+            if stop is not None:
+                stop_task = run.loop.create_task(_stop_when_set(run, stop))
             if config.open_loop:
                 await run.open_loop(load_session)
             else:
@@ -332,10 +338,11 @@ async def _load(config: LoadConfig, target: Target, show_progress: bool) -> Load
             end = run.loop.time()
             if handler_installed:
                 run.loop.remove_signal_handler(signal.SIGINT)
-            if progress_task is not None:
-                progress_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await progress_task
+            for task in (progress_task, stop_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             load_session.close()
 
         after = (
@@ -419,11 +426,22 @@ def _bodies_summary(bodies: list[Body], spec: BodySpec) -> dict[str, Any]:
     }
 
 
-def run_load(config: LoadConfig, progress: bool = False) -> LoadReport:
+async def _stop_when_set(run: _Run, stop: threading.Event) -> None:
+    """Sending stops when another thread sets `stop` (the collection's window closed), within 0.1 s."""
+    while not run.stop.is_set():
+        if stop.is_set():
+            run.halt("window")
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.stop.wait(), 0.1)
+
+
+def run_load(config: LoadConfig, progress: bool = False, stop: threading.Event | None = None) -> LoadReport:
     """Run one bounded load against `config.url` and return its report (blocks; uses asyncio.run).
+    `stop`, set from another thread, ends the sending early (the run still stops at its duration).
 
     Raises DoctorError (one line with a fix) for bad settings, a far-away target without
     `yes_really`, an unreachable server, a wrong endpoint or model, or a refused key.
     """
     target = config.validate()
-    return asyncio.run(_load(config.with_seed(), target, progress))
+    return asyncio.run(_load(config.with_seed(), target, progress, stop))

@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from diagnose.stress.report import LoadReport
     from diagnose.stress.stats import LatencySummary
 
+# How a stop reads in a sentence; the other reasons read as they are ("duration", "interrupt").
+_STOPPED_BY = {"window": "the end of the collection's window", "max_requests": "--max-requests"}
+
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
@@ -74,7 +77,8 @@ def render(report: LoadReport) -> list[RenderableType]:
             f"{t['base_url']}{t['endpoint']}  model {t['model']}  {how}  "
             f"{report.bodies['docs_per_call_mean']:.1f} docs x "
             f"{report.bodies['words_per_doc_mean']:.0f} words (seed {seed})  "
-            f"stopped by {report.stopped_by} after {report.elapsed_s:.1f} s"
+            f"stopped by {_STOPPED_BY.get(report.stopped_by, report.stopped_by)}"
+            f" after {report.elapsed_s:.1f} s"
             + (
                 f" (sending {report.send_window_s:.1f} s)"
                 if report.elapsed_s > report.send_window_s + 0.5

@@ -40,7 +40,7 @@ class LoadReport:
     started_unix: float
     elapsed_s: float  # first intended send to the last answer (or the stop)
     send_window_s: float  # first intended send to when sending stopped
-    stopped_by: str  # "duration" | "max_requests" | "interrupt"
+    stopped_by: str  # "duration" | "max_requests" | "interrupt" | "window" (the collection's closed)
     calls_sent: int
     calls_ok: int
     calls_failed: int
