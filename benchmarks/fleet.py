@@ -71,7 +71,8 @@ def _child_fleet(url: str, start: float, end: float) -> None:
     from diagnose.fleet.window import Window
 
     # diagnose_fleet(), phase by phase: the queries (Prometheus' work and the answers' decoding), then
-    # assembling and diagnosing every replica (forked children beside it on a multi-core machine), then the summary.
+    # assembling and diagnosing every replica (forked children beside it on a multi-core machine), then the
+    # summary.
     original_fetch = run.fetch
     marks: dict[str, float] = {}
 

@@ -5,8 +5,9 @@ benchmarks/fleet.py builds it), fetched once; then `diagnose_replicas` alone is 
 workers (up to the machine's cores), median of 3 runs each, on a fresh copy of the answers (assembling
 consumes their label dicts). The ratio is each time against the one-process time of the same run.
 diagnose/fleet/parallel.py's MIN_REPLICAS_PER_WORKER rests on this ("workers" counts the parent, which
-diagnoses a group itself): on 2 cores, 6 replicas took 0.007 s in one process and 0.014 s split in two,
-206 replicas 0.242 s and 0.177 s.
+diagnoses a group itself): on 2 cores, 6 replicas took 0.008 s in one process and 0.011-0.014 s split in
+two; over five runs at 206 replicas the split took 0.71-1.10x the one-process time (median 0.86x), at
+1,000 replicas 0.76-0.99x. The machine is noisy: run it several times.
 
     python benchmarks/fleet_workers.py                  # 206 and 1,000 replicas
     python benchmarks/fleet_workers.py --sizes 1000

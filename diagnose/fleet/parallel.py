@@ -29,10 +29,11 @@ from diagnose.report import Report
 from diagnose.thresholds import Thresholds
 
 # Below this many replicas per group a fork costs more than it saves (benchmarks/fleet_workers.py, on 2
-# cores: 6 replicas took 0.007 s in one process and 0.014 s split in two; 206 replicas 0.242 s in one
-# process and 0.177 s split in two). On those 2 cores the split gains less than half: the parent's
-# half ran ~30 % slower after the fork than alone (copy-on-write faults on the answers it consumes,
-# and two vCPUs that may share one physical core; not told apart).
+# cores: 6 replicas took 0.008 s in one process and 0.011-0.014 s split in two). Above it the split
+# gains, though little on those 2 cores: over five runs at 206 replicas, split in two took 0.71-1.10x
+# the one-process time (median 0.86x), at 1,000 replicas 0.76-0.99x. The parent's half ran ~30 %
+# slower after the fork than alone (copy-on-write faults on the answers it consumes, or two vCPUs
+# sharing one physical core: not told apart).
 MIN_REPLICAS_PER_WORKER = 25
 
 Pairs = list[tuple[ReplicaData, Report]]
