@@ -489,6 +489,32 @@ def test_a_diagnosis_child_that_fails_has_its_replicas_diagnosed_in_the_parent(
     assert collected == [None, None]  # two children forked, both failed, their groups redone here
 
 
+def test_a_fork_that_fails_leaves_every_replica_to_this_process(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diagnose.fleet import parallel
+    from diagnose.fleet.fetch import fetch
+
+    def run(workers: int) -> dict[str, str]:
+        answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
+        pairs = parallel.diagnose_replicas(
+            answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
+            min_per_worker=1, first_le=first_le,
+        )  # fmt: skip
+        return {d.replica: r.verdict.label for d, r in pairs}
+
+    serial = run(1)
+    forks: list[int] = []
+
+    def no_fork() -> int:  # as under a container's pid limit
+        forks.append(1)
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(parallel.os, "fork", no_fork)
+    assert run(3) == serial
+    assert forks == [1]  # tried once, then the remaining groups stayed here
+
+
 def test_the_charted_replicas_are_fetched_step_by_step_so_their_charts_have_a_shape(fleet: Fleet) -> None:
     """The diagnosis reads counters at the window's two ends and the latency p95s only, which chart as one
     interval; the HTML page fetches its charted replicas again, every range step a dump. Each replica's

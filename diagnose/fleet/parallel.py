@@ -91,10 +91,14 @@ def diagnose_replicas(
     try:
         with held_still(progress):
             for group in groups[1:]:
-                children.append(_fork(job, group))
+                try:
+                    children.append(_fork(job, group))
+                except OSError:  # no fork here (a pid limit, no memory): the rest stays in this process
+                    break
         results = [job.run(groups[0])]
-        for group in groups[1:]:
-            got = _collect(*children.pop(0))  # it reaps (or stops) the child whatever happens
+        for group in groups[1:]:  # the children, in their groups' order, then the groups none took
+            # _collect reaps (or stops) its child whatever happens.
+            got = _collect(*children.pop(0)) if children else None
             results.append(got if got is not None else job.run(group))
     finally:
         for pid, read_fd in children:  # Ctrl-C or a failure here: the children are stopped, not awaited
