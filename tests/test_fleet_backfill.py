@@ -440,19 +440,21 @@ def test_watch_prometheus_ends_on_ctrl_c_with_130(fleet: Fleet, capsys: pytest.C
     assert "rr-0" in capsys.readouterr().out  # the refresh before the interrupt stays shown
 
 
-def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_process(fleet: Fleet) -> None:
+def _diagnosed(fleet: Fleet, workers: int) -> dict[str, tuple[str, str | None, int]]:
+    """Each replica's (label, rule, issues) from diagnose_replicas over `workers` processes."""
+    from diagnose.fleet import parallel
     from diagnose.fleet.fetch import fetch
-    from diagnose.fleet.parallel import diagnose_replicas
 
-    def labels(workers: int) -> dict[str, tuple[str, str | None, int]]:
-        answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
-        pairs = diagnose_replicas(
-            answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
-            min_per_worker=1, first_le=first_le, progress=LineProgress(io.StringIO(), "fleet"),
-        )  # fmt: skip
-        return {d.replica: (r.verdict.label, r.verdict.rule_id, len(d.bundle.issues)) for d, r in pairs}
+    answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
+    pairs = parallel.diagnose_replicas(
+        answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
+        min_per_worker=1, first_le=first_le, progress=LineProgress(io.StringIO(), "fleet"),
+    )  # fmt: skip
+    return {d.replica: (r.verdict.label, r.verdict.rule_id, len(d.bundle.issues)) for d, r in pairs}
 
-    serial, forked = labels(1), labels(2)
+
+def test_replicas_diagnosed_on_several_cores_get_the_same_reports_as_in_one_process(fleet: Fleet) -> None:
+    serial, forked = _diagnosed(fleet, 1), _diagnosed(fleet, 2)
     assert len(serial) == len(fleet.paths)
     assert forked == serial
 
@@ -461,17 +463,8 @@ def test_a_diagnosis_child_that_fails_has_its_replicas_diagnosed_in_the_parent(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from diagnose.fleet import parallel
-    from diagnose.fleet.fetch import fetch
 
-    def run(workers: int) -> dict[str, str]:
-        answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
-        pairs = parallel.diagnose_replicas(
-            answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
-            min_per_worker=1, first_le=first_le,
-        )  # fmt: skip
-        return {d.replica: r.verdict.label for d, r in pairs}
-
-    serial = run(1)
+    serial = _diagnosed(fleet, 1)
 
     def broken(pairs: object) -> object:  # only a child slims its reports before sending them
         raise RuntimeError("a child that fails before it answers")
@@ -485,7 +478,7 @@ def test_a_diagnosis_child_that_fails_has_its_replicas_diagnosed_in_the_parent(
 
     monkeypatch.setattr(parallel, "_slim", broken)
     monkeypatch.setattr(parallel, "_collect", seen)
-    assert run(3) == serial
+    assert _diagnosed(fleet, 3) == serial
     assert collected == [None, None]  # two children forked, both failed, their groups redone here
 
 
@@ -493,17 +486,8 @@ def test_a_fork_that_fails_leaves_every_replica_to_this_process(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from diagnose.fleet import parallel
-    from diagnose.fleet.fetch import fetch
 
-    def run(workers: int) -> dict[str, str]:
-        answers, first_le = fetch(PrometheusClient(fleet.url), fleet.window(), "pod", 'namespace="rerank"')
-        pairs = parallel.diagnose_replicas(
-            answers, fleet.window(), "pod", require_vllm=False, thresholds=None, source="", workers=workers,
-            min_per_worker=1, first_le=first_le,
-        )  # fmt: skip
-        return {d.replica: r.verdict.label for d, r in pairs}
-
-    serial = run(1)
+    serial = _diagnosed(fleet, 1)
     forks: list[int] = []
 
     def no_fork() -> int:  # as under a container's pid limit
@@ -511,7 +495,7 @@ def test_a_fork_that_fails_leaves_every_replica_to_this_process(
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(parallel.os, "fork", no_fork)
-    assert run(3) == serial
+    assert _diagnosed(fleet, 3) == serial
     assert forks == [1]  # tried once, then the remaining groups stayed here
 
 
