@@ -168,6 +168,20 @@ class StoreQuantile:
     first_bucket_le: float
 
 
+@dataclass(frozen=True, slots=True)
+class StoreGauge:
+    """A gauge's highest value and mean over every scrape of the window as the metrics store computed
+    them (fleet mode: PromQL's `max_over_time` / `avg_over_time`), where its samples were not fetched.
+
+    `gauge` names what the scheduler folds (derive/sections/scheduler.py's WINDOW_GAUGES). With several
+    series in the replica (engines, API servers) both are sums of the series' own: the mean exact, the
+    maximum an upper bound of the sum's (one series, the rule, makes it exact)."""
+
+    gauge: str  # e.g. "waiting", "waiting_capacity"
+    max: float
+    mean: float
+
+
 @dataclass(slots=True)
 class ServerInfo:
     """What the server says about itself: /health, /v1/models, /version, and its command line."""
@@ -207,3 +221,6 @@ class Bundle:
     # Quantiles the metrics store computed (fleet mode), by histogram concept: their buckets were not
     # fetched, so the dumps hold those histograms' +Inf bucket, _count and _sum only.
     store_quantiles: dict[str, StoreQuantile] = field(default_factory=dict)
+    # The scheduler's gauges over the window as the metrics store computed them (fleet mode), by
+    # StoreGauge.gauge: the dumps then do not carry those gauges.
+    store_gauges: dict[str, StoreGauge] = field(default_factory=dict)

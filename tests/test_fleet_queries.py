@@ -31,7 +31,7 @@ def test_the_plan_is_the_same_few_queries_whatever_the_selector() -> None:
     one = plan("pod", 'namespace="rerank", pod="rr-0"', 600, bounds)
     every = plan("pod", "", 600, bounds)
     assert [q.key for q in one] == [q.key for q in every]
-    assert len(every) <= 17  # + 4 label-value calls and 1 count that find the bounds (fetch.py)
+    assert len(every) <= 18  # + 4 label-value calls and 1 count that find the bounds (fetch.py)
 
 
 def test_every_vllm_name_in_both_spellings_is_asked_for() -> None:
@@ -109,6 +109,47 @@ def test_the_histograms_prometheus_summarises_need_nothing_else_of_their_buckets
         bundle,
         dumps=[_strip_finite_buckets(d, STORE_QUANTILE_HISTOGRAMS) for d in bundle.dumps],
         store_quantiles=store,
+    )
+    assert sum(len(d.text) for d in stripped.dumps) < sum(len(d.text) for d in bundle.dumps)
+    assert build_evidence(stripped).as_dict() == build_evidence(bundle).as_dict()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        FIXTURES / "gpu-h200-4b-8api-open" / "bundle",
+        FIXTURES / "vllm-0.32-cpu-lab",
+        FIXTURES / "vllm-0.7-era",
+    ],
+    ids=lambda p: p.parent.name if p.name == "bundle" else p.name,
+)
+def test_the_gauges_prometheus_summarises_need_nothing_else_of_the_dumps(path: Path) -> None:
+    """Fleet mode fetches the scheduler's gauges (WINDOW_GAUGES) as their window maximum and mean only,
+    never in the dumps: with those computed from the recording's own dumps and the gauges taken out of
+    every dump, its Evidence must not change (if it does, the derivation reads more of them now)."""
+    from diagnose.derive.dump_fold import fold_dumps
+    from diagnose.derive.sections.scheduler import WINDOW_GAUGES, SchedulerGauges
+    from diagnose.readings import StoreGauge
+
+    bundle = read_bundle(path)
+    folded = SchedulerGauges()
+    fold_dumps(bundle.dumps, folded.add)
+    store = {}
+    for gauge in WINDOW_GAUGES:
+        running = getattr(folded, gauge)
+        if running.max_or_none is not None and running.mean is not None:
+            store[gauge] = StoreGauge(gauge, running.max_or_none, running.mean)
+    assert store
+    concepts = [concept for concept, _ in WINDOW_GAUGES.values()]
+    names = [s for c in concepts for n in CONCEPTS[c].names for s in spellings(n)]
+    gauge_line = re.compile(rf"^({'|'.join(map(re.escape, names))})[{{ ]", re.MULTILINE)
+    stripped = replace(
+        bundle,
+        dumps=[
+            replace(d, text="\n".join(x for x in d.text.split("\n") if not gauge_line.match(x)))
+            for d in bundle.dumps
+        ],
+        store_gauges=store,
     )
     assert sum(len(d.text) for d in stripped.dumps) < sum(len(d.text) for d in bundle.dumps)
     assert build_evidence(stripped).as_dict() == build_evidence(bundle).as_dict()

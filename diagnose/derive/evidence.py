@@ -110,8 +110,9 @@ def build_evidence(
     """All the numbers of one window. Pure: the same bundle always gives the same Evidence.
 
     The dumps are folded in one pass (derive/dump_fold.py): two parsed dumps are held however many the
-    bundle has, and the scheduler's gauges are folded as they pass."""
-    gauges = SchedulerGauges()
+    bundle has, and the scheduler's gauges are folded as they pass (or read from the metrics store's window
+    statistics: fleet mode)."""
+    gauges = SchedulerGauges.from_store(bundle.store_gauges)
     fold = fold_dumps(bundle.dumps, gauges.add, progress=progress, what="diagnosing the /metrics dumps")
     first, last, times = fold.first, fold.last, fold.times
     span = _span(times)

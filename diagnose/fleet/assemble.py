@@ -1,10 +1,9 @@
 """Query answers -> one Bundle per replica (pure, no I/O), for the same pipeline `check --from` runs.
 
 The Bundle is what `collect` would have written on that replica, rebuilt from Prometheus:
-- `dumps`: the first is every counter and histogram at the window's start, the last the same at its end,
-  each stamped with the time Prometheus scraped it (so rates use the true span); between them, dumps
-  that carry only the gauges, one per range-query step (the derivation takes gauges' max and mean over
-  every dump, and a reranker's gauges are mostly 0 at any one instant). The dumps are built parsed
+- `dumps`: the first is every counter and histogram at the window's start, the last the same at its end
+  with the gauges read off the last dump, each stamped with the time Prometheus scraped it (so rates use
+  the true span). The dumps are built parsed
   (exposition.PreParsedDump: the samples a parsed /metrics holds, under the same policy), since the
   answers' JSON was already read once by the client; written as text they would only be parsed again.
 - `gpu`, `processes`, `sockets`: the exporters' series beside vLLM (sidecars.py): the GPU rows at each
@@ -13,6 +12,8 @@ The Bundle is what `collect` would have written on that replica, rebuilt from Pr
 - `issues`: each source Prometheus lacks for this replica, with how to get it.
 - `store_quantiles`: the p95s Prometheus computed (queries.STORE_QUANTILE_HISTOGRAMS), whose histograms
   the dumps carry without their finite buckets.
+- `store_gauges`: the scheduler's gauges' maxima and means over every scrape of the window, which
+  Prometheus computed (queries.GAUGE_WINDOW_KEY): the dumps do not carry those gauges.
 With `steps=True` (the HTML page's charted replicas) every range step is a dump of its own instead.
 
 A replica is the value of the replica label (default `pod`; a series without it falls back to
@@ -26,16 +27,26 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from diagnose.derive.sections.scheduler import WINDOW_GAUGES
 from diagnose.fleet.client import Series
-from diagnose.fleet.queries import EXPORTER_WINDOW_KEY, OF_LABEL, QUANTILE_KEY, STORE_QUANTILE
+from diagnose.fleet.queries import (
+    EXPORTER_WINDOW_KEY,
+    GAUGE_WINDOW_KEY,
+    OF_LABEL,
+    QUANTILE_KEY,
+    STAT_LABEL,
+    STORE_QUANTILE,
+)
 from diagnose.fleet.sidecars import dcgm_readings, exporter_readings
 from diagnose.fleet.window import Window
 from diagnose.metrics.exposition import LabelSet, PreParsedDump, parsed_from_samples
+from diagnose.metrics.names import CONCEPTS, spellings
 from diagnose.readings import (
     Bundle,
     CollectorIssue,
     MetricsDump,
     ServerInfo,
+    StoreGauge,
     StoreQuantile,
 )
 from diagnose.redact import redact_command_line
@@ -135,6 +146,8 @@ class _Replica:
         self.exporter_window: list[Series] = []  # the window's means and maxima (one point, at its end)
         self.dcgm: list[Series] = []
         self.quantiles: dict[str, list[tuple[str, float]]] = {}  # concept -> (instance, value)
+        # The scheduler's gauges over the window: (gauge, statistic) -> sample name -> [(instance, value)]
+        self.gauge_window: dict[tuple[str, str], dict[str, list[tuple[str, float]]]] = {}
         self.vllm_instances: set[str] = set()
         self.http_instances: set[str] = set()
         self.data = ReplicaData(name, Bundle())
@@ -216,6 +229,13 @@ def assemble(
         name = s.labels.get(f"exported_{replica_label}") or s.labels.get(replica_label)
         if name in kept:
             kept[name].dcgm.append(s)
+    for s in answers.get(GAUGE_WINDOW_KEY, []):
+        name = replica_of(s.labels, replica_label)
+        stat, of = s.labels.get(STAT_LABEL, ""), s.labels.get(OF_LABEL)
+        if name in kept and of and ":" in stat and not math.isnan(s.points[0][1]):
+            gauge, _, which = stat.partition(":")
+            by_name = kept[name].gauge_window.setdefault((gauge, which), {})
+            by_name.setdefault(of, []).append((s.labels.get("instance", ""), s.points[0][1]))
     for concept in first_le or {}:
         for s in answers.get(QUANTILE_KEY + concept, []):
             name = replica_of(s.labels, replica_label)
@@ -279,6 +299,7 @@ def _finish(
         data.bundle.store_quantiles[concept] = StoreQuantile(
             concept, STORE_QUANTILE, max(values) if values else None, le
         )
+    data.bundle.store_gauges = _store_gauges(r.gauge_window, targets)
     # One vLLM target per replica is the rule; with several, `instance` keeps their series apart.
     several = len(targets) > 1
 
@@ -303,24 +324,16 @@ def _finish(
     r.exporter.extend(Series(s.labels, tuple((t_last, v) for _, v in s.points)) for s in r.exporter_window)
     first = cumulative(r.start)
     last = cumulative(r.end)
-    # Gauge points: those at or before the first scrape join the first dump, those at or after the last
-    # join the last, the others are dumps of their own (gauges only).
-    middle: dict[float, dict[Sample, float]] = {}
+    # The gauges the scheduler does not fold (queries.py asks for them at the window's end only) are read
+    # off the last dump; the scheduler's come as store_gauges.
     for inst, key, points in r.gauges:
         sample = series(inst, key)
-        for t, v in points:
-            if t <= t_first and first:
-                into = first
-            elif t >= t_last and last:
-                into = last
-            else:
-                into = middle.setdefault(t, {})
-            into[sample] = v
+        for _, v in points:
+            last[sample] = v
     _info(r, data, label, series, last)
     dumps: list[MetricsDump] = []
     if first and data.seen_at_start:
         dumps.append(_dump(t_first, first))
-    dumps.extend(_dump(t, values) for t, values in sorted(middle.items()))
     if last and (not dumps or t_last > dumps[-1].t_unix):
         dumps.append(_dump(t_last, last))
     elif last and dumps:
@@ -328,6 +341,32 @@ def _finish(
         dumps[-1] = _dump(dumps[-1].t_unix, last)
     data.bundle.dumps = dumps
     return _finish_sources(r, data, window)
+
+
+def _store_gauges(
+    window: dict[tuple[str, str], dict[str, list[tuple[str, float]]]], targets: set[str]
+) -> dict[str, StoreGauge]:
+    """The scheduler's gauges as Prometheus summarised them: each read under the earliest of its
+    concept's names the replica has (as names.resolve reads a dump), summed over its vLLM targets."""
+    out = {}
+    for gauge, (concept, _) in WINDOW_GAUGES.items():
+        stats = []
+        for which in ("max", "mean"):
+            by_name = window.get((gauge, which), {})
+            found = next(
+                (
+                    values
+                    for name in CONCEPTS[concept].names
+                    for spelled in spellings(name)
+                    if (values := [v for inst, v in by_name.get(spelled, []) if inst in targets])
+                ),
+                None,
+            )
+            stats.append(sum(found) if found else None)
+        high, mean = stats
+        if high is not None and mean is not None:
+            out[gauge] = StoreGauge(gauge, high, mean)
+    return out
 
 
 def _dump(t: float, values: dict[Sample, float]) -> MetricsDump:

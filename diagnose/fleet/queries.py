@@ -1,17 +1,17 @@
 """The PromQL fleet mode runs: one query per evidence family, all replicas at once.
 
 Cost does not grow with the fleet in queries: each expression returns every replica in one answer, so
-1,000 replicas cost the same 22 calls as one (17 queries, plus four label-value lookups and one count that
+1,000 replicas cost the same 23 calls as one (18 queries, plus four label-value lookups and one count that
 find the histograms' first bounds). The counters' and histograms' queries (evaluated at the window's
 two ends) aggregate `by (__name__, <replica label>, ...)`, which drops the labels the derivation never
 reads (`job`, `engine`, node labels) and keeps those answers small; the sums match what the bundle path
 does, since the derivation adds series over engines and API servers (`names.value`,
-`names.histogram`). The range queries of gauges and exporter series (RAW_KEYS) do not aggregate:
+`names.histogram`). The range queries of GPU and exporter series (RAW_KEYS) do not aggregate:
 Prometheus would aggregate at every step, and the plain series cost it less than half the CPU.
 Where the derivation reads only a quantile of a histogram, Prometheus computes it
 (STORE_QUANTILE_HISTOGRAMS): one number per replica instead of some twenty buckets; where it reads only
-the window's mean or maximum of an exporter series, Prometheus computes that too, over every scrape
-(EXPORTER_MEAN, EXPORTER_PEAK).
+the window's mean or maximum of a series, Prometheus computes that too, over every scrape: the
+scheduler's gauges (GAUGE_WINDOW_KEY) and most exporter series (EXPORTER_MEAN, EXPORTER_PEAK).
 
 The names come from diagnose/metrics/names.py (every era, both spellings `vllm:x` and `vllm_x`).
 """
@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from diagnose.derive.sections.scheduler import WINDOW_GAUGES
 from diagnose.errors import DoctorError
 from diagnose.exit_status import ExitStatus
-from diagnose.fleet.window import promql_range
+from diagnose.fleet.window import promql_range, promql_window_range
 from diagnose.metrics.names import CONCEPTS, spellings
 
 # "ends": a range query whose step is the whole window, so it evaluates at the start and at the end only:
@@ -32,9 +33,9 @@ When = Literal["ends", "end", "range"]
 
 # The labels the derivation reads, per family: histogram bounds, finished_reason, handler, status, reason.
 CUMULATIVE_LABELS = ("model_name", "le", "finished_reason", "handler", "status")
-# The answers whose series come as Prometheus keeps them, every label on: the info series, and the range
-# queries' of gauges and exporter series (plan() says why those are not aggregated; dcgm_max is: each
-# step's max_over_time has to be named again).
+# The answers whose series come as Prometheus keeps them, every label on: the info series, the gauges
+# read at the window's end, and the range queries' of GPU and exporter series (plan() says why those are
+# not aggregated; dcgm_max is: each step's max_over_time has to be named again).
 RAW_KEYS = ("info", "gauges", "exporter", "dcgm")
 
 # dcgm-exporter (NVIDIA's GPU exporter on Kubernetes): what GPU clusters run instead of NVML in the pod.
@@ -80,13 +81,19 @@ EXPORTER_PEAK = (
     "rerank_doctor_host_sockets",
 )
 EXPORTER_WINDOW_KEY = "exporter_window"
+# The scheduler's gauges (WINDOW_GAUGES): their maximum and mean over every scrape of the window, one
+# number a replica each, instead of their value at each range step rebuilt into a dump of its own. At the
+# steps' instants alone, a 1-hour window's 120 s steps read 31 of its 240 scrapes at a 15 s interval, and
+# a reranker's gauges are mostly 0 at any one scrape.
+GAUGE_WINDOW_KEY = "gauge_window"
+STAT_LABEL = "rerank_doctor_stat"  # "<WINDOW_GAUGES key>:max" or ":mean", on the gauge-window series
 INFO_SERIES = ("rerank_doctor_info",)
 # The TCP states the Evidence reads of a socket census (derive/sections/sockets.py, derive/host_sockets.py).
 SOCKET_STATES_READ = ("TIME_WAIT", "ESTABLISHED")
 
 
-# Range queries sample gauges, GPU and exporter series at this many steps over the window (plus one):
-# enough to see a queue build up, few enough that 1,000 replicas answer in a few MB.
+# Range queries sample GPU and exporter series (and, for the charts, gauges) at this many steps over the
+# window (plus one): enough to see a queue build up, few enough that 1,000 replicas answer in a few MB.
 RANGE_POINTS = 30
 # No scrape interval in common use is shorter: a finer step only repeats the same samples.
 MIN_STEP_S = 5.0
@@ -230,7 +237,19 @@ def plan(
     mean_only = _names_selector(
         _sample_names(("histogram",), without_buckets=without_buckets, mean_only=True), matchers
     )
-    gauges = _names_selector(_sample_names(("gauge",)), matchers)
+    # With the window's statistics of the scheduler's gauges (GAUGE_WINDOW_KEY), the other gauges only at
+    # the window's end (the V0 prefix-cache hit rate, read off the last dump); the charts, every gauge at
+    # every step.
+    windowed = {name for concept, _ in WINDOW_GAUGES.values() for name in CONCEPTS[concept].names}
+    gauge_names = [
+        s
+        for concept in CONCEPTS.values()
+        if concept.kind == "gauge"
+        for name in concept.names
+        if only is not None or name not in windowed
+        for s in spellings(name)
+    ]
+    gauges = _names_selector(gauge_names, matchers)
     info = _names_selector([*_sample_names(("info",)), *INFO_SERIES], matchers)
     # The socket censuses by state: only the states the Evidence reads (the exporter serves all eleven,
     # most of them 0); a series without a `state` label matches the empty alternative.
@@ -249,6 +268,7 @@ def plan(
     # GPU's workload `exported_pod` (or `pod`, with honor_labels).
     dcgm = " or ".join(_node_selectors(tuple(DCGM_UNITS), node))
     window = promql_range(window_s)
+    covering = promql_window_range(window_s)  # for the window statistics over every scrape
     up_selector = f"up{{{matchers}}}" if matchers else "up"
     group = f"__name__, {by}, {', '.join(CUMULATIVE_LABELS)}"
     # timestamp() and resets() drop the metric name, and two names with one label set make Prometheus
@@ -277,11 +297,12 @@ def plan(
         # every step (label sets hashed per series per step), which cost Prometheus 2.5x the CPU of the
         # plain selector for the exporter's series. The answers carry a few more labels (job,
         # namespace, engine); assemble.py drops the target's and the derivation sums engines itself.
-        Query("gauges", gauges, "range"),
+        Query("gauges", gauges, "range" if only is not None else "end"),
+        *([Query(GAUGE_WINDOW_KEY, _gauge_window(by, matchers, covering), "end")] if only is None else []),
         Query("info", info, "end"),
         Query("exporter", exporter, "range"),
         *(
-            [Query(EXPORTER_WINDOW_KEY, _exporter_window(by, exporter_matchers, window), "end")]
+            [Query(EXPORTER_WINDOW_KEY, _exporter_window(by, exporter_matchers, covering), "end")]
             if only is None
             else []
         ),
@@ -326,6 +347,24 @@ def _exporter_window(by: str, matchers: str, window: str) -> str:
     return " or ".join(
         [one(n, "avg_over_time") for n in EXPORTER_MEAN] + [one(n, "max_over_time") for n in EXPORTER_PEAK]
     )
+
+
+def _gauge_window(by: str, matchers: str, window: str) -> str:
+    """The window's maximum and mean of each WINDOW_GAUGES gauge, over every scrape, summed over the
+    replica's series (engines) as the derivation sums a dump's: one series per (gauge, name, statistic),
+    told apart by OF_LABEL (the sample name: assembly reads the earliest era's present, as names.resolve
+    does) and STAT_LABEL."""
+    terms = []
+    for gauge, (concept, label) in WINDOW_GAUGES.items():
+        only = f'{label[0]}="{label[1]}"' if label is not None else ""
+        picked = ", ".join(m for m in (only, matchers) if m)
+        for name in CONCEPTS[concept].names:
+            for spelled in spellings(name):
+                for fn, stat in (("max_over_time", "max"), ("avg_over_time", "mean")):
+                    summary = f"sum by ({by}) ({fn}({spelled}{{{picked}}}[{window}]))"
+                    named = f'label_replace({summary}, "{OF_LABEL}", "{spelled}", "", "")'
+                    terms.append(f'label_replace({named}, "{STAT_LABEL}", "{gauge}:{stat}", "", "")')
+    return " or ".join(terms)
 
 
 def _dcgm_max(replica_label: str, window_s: float, node: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +31,14 @@ class Window:
 def promql_range(seconds: float) -> str:
     """A length as a PromQL range, e.g. `600s` (whole seconds, at least one)."""
     return f"{max(1, round(seconds))}s"
+
+
+def promql_window_range(window_s: float) -> str:
+    """The range that, evaluated at the window's end, holds every scrape of it: whole seconds rounded up,
+    plus one (a scrape up to 1 s before the start is the one the window's first dump is made of: the
+    counters' query reads the last scrape at or before the start). promql_range's nearest second left
+    the first scrape out of an 85.4 s window; in the backfilled fleet the mean queue read 18 % off."""
+    return f"{math.ceil(window_s) + 1}s"
 
 
 def parse_time(text: str) -> float:

@@ -6,12 +6,14 @@ any one scrape (DESIGN §2: requests finish inside one engine step).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from diagnose.derive import window
 from diagnose.derive.section import Section, build, num
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump
+from diagnose.readings import StoreGauge
 
 COUNTER_FIELDS = (
     "preemptions_delta",
@@ -40,16 +42,29 @@ class Scheduler(Section):
     prefix_cache_unit: str | None = num('"tokens" (current names) or "blocks" (names before 0.9)')
 
 
+# What SchedulerGauges folds over the dumps: its gauge -> (the concept of diagnose/metrics/names.py, the
+# one label value it reads or None for the sum of every series). Fleet mode asks Prometheus for the same
+# maxima and means over every scrape (fleet/queries.py) instead of rebuilding a dump per range step.
+WINDOW_GAUGES: dict[str, tuple[str, tuple[str, str] | None]] = {
+    "kv_usage": ("kv_usage", None),
+    "waiting": ("waiting", None),
+    "running": ("running", None),
+    "waiting_capacity": ("waiting_by_reason", ("reason", "capacity")),
+}
+
+
 @dataclass(slots=True)
 class RunningGauge:
-    """Max and mean of one gauge over the dumps that had it, folded one dump at a time."""
+    """Max and mean of one gauge over the dumps that had it, folded one dump at a time; or the metrics
+    store's over every scrape (`store`), when the dumps do not carry it."""
 
     max: float = float("-inf")
     total: float = 0.0
     count: int = 0
+    store: StoreGauge | None = None
 
     def add(self, value: float | None) -> None:
-        if value is None:
+        if value is None or self.store is not None:
             return
         self.max = max(self.max, value)
         self.total += value
@@ -57,29 +72,45 @@ class RunningGauge:
 
     @property
     def max_or_none(self) -> float | None:
+        if self.store is not None:
+            return self.store.max
         return self.max if self.count else None
 
     @property
     def mean(self) -> float | None:
+        if self.store is not None:
+            return self.store.mean
         return self.total / self.count if self.count else None
 
 
 @dataclass(slots=True)
 class SchedulerGauges:
-    """The scheduler's gauges over every dump of the window; `add` is a dump_fold observer."""
+    """The scheduler's gauges over every dump of the window (WINDOW_GAUGES); `add` is a dump_fold
+    observer. `from_store` starts from the metrics store's window statistics (Bundle.store_gauges)."""
 
     kv_usage: RunningGauge = field(default_factory=RunningGauge)
     waiting: RunningGauge = field(default_factory=RunningGauge)
     running: RunningGauge = field(default_factory=RunningGauge)
     waiting_capacity: RunningGauge = field(default_factory=RunningGauge)
 
+    @classmethod
+    def from_store(cls, store: Mapping[str, StoreGauge]) -> SchedulerGauges:
+        gauges = cls()
+        for name, stat in store.items():
+            getattr(gauges, name).store = stat
+        return gauges
+
     def add(self, parsed: ParsedDump) -> None:
-        self.kv_usage.add(names.value(parsed, "kv_usage"))
-        self.waiting.add(names.value(parsed, "waiting"))
-        self.running.add(names.value(parsed, "running"))
-        by = names.by_label(parsed, "waiting_by_reason", "reason")
-        if by is not None and "capacity" in by:
-            self.waiting_capacity.add(by["capacity"])
+        for name, (concept, label) in WINDOW_GAUGES.items():
+            gauge: RunningGauge = getattr(self, name)
+            if gauge.store is not None:
+                continue
+            if label is None:
+                gauge.add(names.value(parsed, concept))
+            else:
+                by = names.by_label(parsed, concept, label[0])
+                if by is not None and label[1] in by:
+                    gauge.add(by[label[1]])
 
 
 def derive_scheduler(
@@ -92,7 +123,7 @@ def derive_scheduler(
     first and the last dump. `counters` is the reason when the window has no two dumps to take counter
     deltas from (then only the gauges are read)."""
     why: dict[str, str] = {}
-    if not gauges.waiting_capacity.count:
+    if gauges.waiting_capacity.max_or_none is None:
         why["waiting_capacity_max"] = "no num_requests_waiting_by_reason (vLLM before 0.11)"
     values: dict[str, object] = {
         "kv_usage_max_ratio": gauges.kv_usage.max_or_none,
