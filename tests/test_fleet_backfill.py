@@ -332,6 +332,32 @@ def test_the_schedulers_gauges_are_over_every_scrape_of_the_window(fleet: Fleet,
     assert compared >= 15
 
 
+def test_with_instance_as_the_replica_label_the_windows_statistics_are_still_read(fleet: Fleet) -> None:
+    """`--replica-label instance`: a replica is one target, whose series assembly names by no instance
+    of their own; the gauges' and the p95s' answers carry it, and once matched by it they were all
+    dropped (every scheduler gauge and latency p95 unknown)."""
+    report = diagnose_fleet(
+        PrometheusClient(fleet.url), fleet.window(), replica_label="instance", selector=SELECTOR
+    )
+    assert {r.replica for r in report.replicas} == {
+        f"{fb.replica_name(i)}:8000" for i in range(len(fleet.paths))
+    }
+    known = 0
+    for r in report.replicas:
+        path = fleet.paths[int(r.replica.removeprefix("rr-").split(":")[0])]
+        ours, theirs = build_evidence(r.data.bundle), build_evidence(read_bundle(path))
+        for section, name in (("scheduler", "waiting_max"), ("scheduler", "kv_usage_max_ratio"),
+                              ("latency", "queue_p95_s")):  # fmt: skip
+            want = getattr(getattr(theirs, section), name)
+            if want is not None:
+                known += 1
+                assert getattr(getattr(ours, section), name) == pytest.approx(want, rel=1e-6), (
+                    r.replica,
+                    name,
+                )
+    assert known >= 20
+
+
 def test_the_gpu_maxima_are_every_scrapes_not_the_steps_instants(fleet: Fleet) -> None:
     """dcgm-exporter's utilization and power at each range step are one instant; each step's
     max_over_time is asked for too. With the instants alone the 0.6B closed-loop replica's GPU max read
@@ -391,7 +417,12 @@ def test_html_charts_prometheus_refuses_leave_the_page_and_the_verdict_and_say_s
     said = [line for line in captured.err.splitlines() if line.startswith("rerank-doctor:")]
     assert len(said) == 1 and "charts" in said[0] and "HTTP 503" in said[0]
     assert "Traceback" not in captured.err
-    assert page.exists() and 'data-replica="rr-' in page.read_text()
+    text = page.read_text()
+    assert 'data-replica="rr-' in text
+    # Charted from the bundles the diagnosis read: the scheduler's gauges came as window statistics only,
+    # which the page says rather than calling them not exported.
+    assert "window maximum and mean only" in text
+    assert "vllm:num_requests_waiting not exported" not in text
 
 
 def _proxy(

@@ -24,6 +24,7 @@ from diagnose.derive.evidence import NO_ENGINE_METRICS, ONE_SCRAPE, in_window
 from diagnose.derive.processes import cpu_by_role, is_titled_api_server, role_of
 from diagnose.derive.section import Section, source_of
 from diagnose.derive.sections.latency import Latency, derive_latency
+from diagnose.derive.sections.scheduler import WINDOW_GAUGES
 from diagnose.derive.sections.traffic import Traffic, derive_traffic
 from diagnose.metrics import names
 from diagnose.metrics.exposition import ParsedDump, parse_dump
@@ -101,6 +102,7 @@ def window_series(
     """Every chart of the window. The same bundle always gives the same series."""
     limits = thresholds or Thresholds()
     metrics = _Intervals.fold(bundle.dumps, _start(bundle), _issue(bundle, "vllm"), progress)
+    metrics.summarized = frozenset(WINDOW_GAUGES[g][0] for g in bundle.store_gauges if g in WINDOW_GAUGES)
     times = metrics.times
     start = times[0] if times else metrics.start_or_none
     span = times[-1] - times[0] if len(times) >= 2 else None
@@ -156,6 +158,8 @@ class _Intervals:
         self.gauges: dict[str, list[float | None]] = {c: [] for c in _CHARTED_GAUGES}
         self.no_engine: str | None = None
         self.why: str | None = None
+        # Gauge concepts the bundle has as the metrics store's window statistics only (fleet mode).
+        self.summarized: frozenset[str] = frozenset()
 
     @classmethod
     def fold(
@@ -231,7 +235,11 @@ class _Intervals:
             return Series(key, label, unit, source, absent=self.no_engine or self.why)
         values = tuple(self.gauges[concept])
         if not any(v is not None for v in values):
-            return Series(key, label, unit, source, absent=f"{names.CONCEPTS[concept].names[0]} not exported")
+            name = names.CONCEPTS[concept].names[0]
+            if concept in self.summarized:
+                absent = f"{name}: the metrics store sent its window maximum and mean only, no step to draw"
+                return Series(key, label, unit, source, absent=absent)
+            return Series(key, label, unit, source, absent=f"{name} not exported")
         return Series(key, label, unit, source, tuple(t - self.start for t in self.times), values)
 
 

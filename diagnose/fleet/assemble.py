@@ -123,6 +123,12 @@ class _Keys:
         return sample
 
 
+def target_of(labels: dict[str, str], replica_label: str) -> str:
+    """The vLLM target a series came from, as _split names it: its `instance`, or "" where `instance` is
+    the replica label itself (then a replica is one target)."""
+    return "" if replica_label == "instance" else labels.get("instance", "")
+
+
 def _split(labels: dict[str, str], replica_label: str) -> tuple[str | None, str, LabelKey]:
     """(replica, instance, the other labels as a key). Prometheus sends labels sorted by name."""
     replica = labels.pop(replica_label, None)
@@ -235,13 +241,13 @@ def assemble(
         if name in kept and of and ":" in stat and not math.isnan(s.points[0][1]):
             gauge, _, which = stat.partition(":")
             by_name = kept[name].gauge_window.setdefault((gauge, which), {})
-            by_name.setdefault(of, []).append((s.labels.get("instance", ""), s.points[0][1]))
+            by_name.setdefault(of, []).append((target_of(s.labels, replica_label), s.points[0][1]))
     for concept in first_le or {}:
         for s in answers.get(QUANTILE_KEY + concept, []):
             name = replica_of(s.labels, replica_label)
             if name in kept:
                 kept[name].quantiles.setdefault(concept, []).append(
-                    (s.labels.get("instance", ""), s.points[0][1])
+                    (target_of(s.labels, replica_label), s.points[0][1])
                 )
     _per_replica_values(kept, answers, replica_label, window)
     keys = _Keys()
@@ -276,10 +282,10 @@ def _per_replica_values(
     for r, s in each("resets"):
         r.data.counter_resets = max(r.data.counter_resets or 0.0, s.points[0][1])
     for r, s in each("up_min"):
-        if s.labels.get("instance", "") in r.vllm_instances | r.http_instances:
+        if target_of(s.labels, label) in r.vllm_instances | r.http_instances:
             r.data.up_min = min(r.data.up_min if r.data.up_min is not None else 1.0, s.points[0][1])
     for r, s in each("up_end"):
-        if s.labels.get("instance", "") in r.vllm_instances | r.http_instances:
+        if target_of(s.labels, label) in r.vllm_instances | r.http_instances:
             r.data.up_end = min(r.data.up_end if r.data.up_end is not None else 1.0, s.points[0][1])
     for s in answers.get("container_cpu", []):
         name = s.labels.get(label)
@@ -347,25 +353,18 @@ def _store_gauges(
     window: dict[tuple[str, str], dict[str, list[tuple[str, float]]]], targets: set[str]
 ) -> dict[str, StoreGauge]:
     """The scheduler's gauges as Prometheus summarised them: each read under the earliest of its
-    concept's names the replica has (as names.resolve reads a dump), summed over its vLLM targets."""
+    concept's names the replica has (as names.resolve reads a dump), both statistics under that one
+    name, summed over the replica's vLLM targets."""
     out = {}
     for gauge, (concept, _) in WINDOW_GAUGES.items():
-        stats = []
-        for which in ("max", "mean"):
-            by_name = window.get((gauge, which), {})
-            found = next(
-                (
-                    values
-                    for name in CONCEPTS[concept].names
-                    for spelled in spellings(name)
-                    if (values := [v for inst, v in by_name.get(spelled, []) if inst in targets])
-                ),
-                None,
-            )
-            stats.append(sum(found) if found else None)
-        high, mean = stats
-        if high is not None and mean is not None:
-            out[gauge] = StoreGauge(gauge, high, mean)
+        highs, means = window.get((gauge, "max"), {}), window.get((gauge, "mean"), {})
+        for name in (s for n in CONCEPTS[concept].names for s in spellings(n)):
+            high = [v for inst, v in highs.get(name, []) if inst in targets]
+            if high:
+                mean = [v for inst, v in means.get(name, []) if inst in targets]
+                if mean:
+                    out[gauge] = StoreGauge(gauge, sum(high), sum(mean))
+                break
     return out
 
 

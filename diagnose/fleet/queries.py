@@ -292,7 +292,7 @@ def plan(
         # When each replica's samples were scraped: the dump times, so rates use the true span.
         Query("scraped", each_beat("timestamp"), "ends"),
         # vLLM restarted inside the window: the counters count from the restart (the derivation's choice).
-        Query("resets", each_beat("resets", f"[{window}]"), "end"),
+        Query("resets", each_beat("resets", f"[{covering}]"), "end"),
         # The range queries' series as they are, not aggregated: a `by` aggregation is evaluated at
         # every step (label sets hashed per series per step), which cost Prometheus 2.5x the CPU of the
         # plain selector for the exporter's series. The answers carry a few more labels (job,
@@ -315,7 +315,7 @@ def plan(
             "end",
         ),
         # Targets down at the end, or down at some scrape in the window (stale replicas).
-        Query("up_min", f"min by ({by}) (min_over_time({up_selector}[{window}]))", "end"),
+        Query("up_min", f"min by ({by}) (min_over_time({up_selector}[{covering}]))", "end"),
         Query("up_end", f"min by ({by}) ({up_selector})", "end"),
         *(
             Query(QUANTILE_KEY + concept, _quantile(concept, by, matchers, window), "end")

@@ -34,10 +34,12 @@ def promql_range(seconds: float) -> str:
 
 
 def promql_window_range(window_s: float) -> str:
-    """The range that, evaluated at the window's end, holds every scrape of it: whole seconds rounded up,
-    plus one (a scrape up to 1 s before the start is the one the window's first dump is made of: the
-    counters' query reads the last scrape at or before the start). promql_range's nearest second left
-    the first scrape out of an 85.4 s window; in the backfilled fleet the mean queue read 18 % off."""
+    """The range that, evaluated at the window's end, holds every scrape inside the window: whole seconds
+    rounded up, plus one, so that a scrape at the very start is in it under Prometheus 2's closed ranges
+    and 3's left-open ones alike. (promql_range's nearest second left the first scrape out of an 85.4 s
+    window: in the backfilled fleet the mean queue read 18 % off.) The window's first dump is the last
+    scrape at or before the start (the counters' query): one scrape interval at most before it, which
+    these statistics leave out unless it is within 1 s of the start."""
     return f"{math.ceil(window_s) + 1}s"
 
 

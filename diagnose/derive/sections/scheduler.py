@@ -1,7 +1,8 @@
 """The scheduler and the KV cache: gauges over every dump, preemptions, prefix-cache lookups.
 
 Gauges are the max (or mean) over every dump of the window, because a reranker's gauges are mostly 0 at
-any one scrape (DESIGN §2: requests finish inside one engine step).
+any one scrape (DESIGN §2: requests finish inside one engine step). In fleet mode Prometheus computes the
+same over every scrape of the window (Bundle.store_gauges).
 """
 
 from __future__ import annotations
