@@ -21,7 +21,7 @@ from diagnose.fleet.queries import (
     plan,
 )
 from diagnose.metrics.names import CONCEPTS, spellings
-from diagnose.readings import MetricsDump, StoreQuantile, time_ordered
+from diagnose.readings import Bundle, MetricsDump, StoreQuantile, time_ordered
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -56,6 +56,24 @@ def test_a_selector_becomes_the_matchers_added_to_every_query(text: str | None, 
     assert parse_selector(text) == matchers
 
 
+# Real recordings of three vLLM eras: the H200 0.26 capture, the CPU lab's 0.32, and a 0.7-era dump.
+EVERY_ERA = pytest.mark.parametrize(
+    "path",
+    [
+        FIXTURES / "gpu-h200-4b-8api-open" / "bundle",
+        FIXTURES / "vllm-0.32-cpu-lab",
+        FIXTURES / "vllm-0.7-era",
+    ],
+    ids=lambda p: p.parent.name if p.name == "bundle" else p.name,
+)
+
+
+def _assert_same_evidence(stripped: Bundle, bundle: Bundle) -> None:
+    """What fleet mode leaves out of the dumps was left out, and the Evidence did not change."""
+    assert sum(len(d.text) for d in stripped.dumps) < sum(len(d.text) for d in bundle.dumps)
+    assert build_evidence(stripped).as_dict() == build_evidence(bundle).as_dict()
+
+
 def _strip_finite_buckets(dump: MetricsDump, concepts: tuple[str, ...] = MEAN_ONLY_HISTOGRAMS) -> MetricsDump:
     names = [s for c in concepts for n in CONCEPTS[c].names for s in spellings(n)]
     finite = re.compile(rf'^({"|".join(map(re.escape, names))})_bucket{{.*le="(?!\+Inf")', re.MULTILINE)
@@ -74,19 +92,10 @@ def test_the_histograms_fetched_without_buckets_change_no_evidence(path: Path) -
     take the histogram out of MEAN_ONLY_HISTOGRAMS)."""
     bundle = read_bundle(path)
     stripped = replace(bundle, dumps=[_strip_finite_buckets(d) for d in bundle.dumps])
-    assert sum(len(d.text) for d in stripped.dumps) < sum(len(d.text) for d in bundle.dumps)
-    assert build_evidence(stripped).as_dict() == build_evidence(bundle).as_dict()
+    _assert_same_evidence(stripped, bundle)
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        FIXTURES / "gpu-h200-4b-8api-open" / "bundle",
-        FIXTURES / "vllm-0.32-cpu-lab",
-        FIXTURES / "vllm-0.7-era",
-    ],
-    ids=lambda p: p.parent.name if p.name == "bundle" else p.name,
-)
+@EVERY_ERA
 def test_the_histograms_prometheus_summarises_need_nothing_else_of_their_buckets(path: Path) -> None:
     """Fleet mode fetches STORE_QUANTILE_HISTOGRAMS without their finite buckets and hands the derivation
     their p95 and first bound instead: with those computed from the recording's own buckets, its
@@ -110,19 +119,10 @@ def test_the_histograms_prometheus_summarises_need_nothing_else_of_their_buckets
         dumps=[_strip_finite_buckets(d, STORE_QUANTILE_HISTOGRAMS) for d in bundle.dumps],
         store_quantiles=store,
     )
-    assert sum(len(d.text) for d in stripped.dumps) < sum(len(d.text) for d in bundle.dumps)
-    assert build_evidence(stripped).as_dict() == build_evidence(bundle).as_dict()
+    _assert_same_evidence(stripped, bundle)
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        FIXTURES / "gpu-h200-4b-8api-open" / "bundle",
-        FIXTURES / "vllm-0.32-cpu-lab",
-        FIXTURES / "vllm-0.7-era",
-    ],
-    ids=lambda p: p.parent.name if p.name == "bundle" else p.name,
-)
+@EVERY_ERA
 def test_the_gauges_prometheus_summarises_need_nothing_else_of_the_dumps(path: Path) -> None:
     """Fleet mode fetches the scheduler's gauges (WINDOW_GAUGES) as their window maximum and mean only,
     never in the dumps: with those computed from the recording's own dumps and the gauges taken out of
@@ -152,8 +152,7 @@ def test_the_gauges_prometheus_summarises_need_nothing_else_of_the_dumps(path: P
         ],
         store_gauges=store,
     )
-    assert sum(len(d.text) for d in stripped.dumps) < sum(len(d.text) for d in bundle.dumps)
-    assert build_evidence(stripped).as_dict() == build_evidence(bundle).as_dict()
+    _assert_same_evidence(stripped, bundle)
 
 
 def test_a_family_whose_replicas_start_at_other_bounds_is_fetched_bucket_by_bucket() -> None:
