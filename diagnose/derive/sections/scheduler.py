@@ -104,8 +104,6 @@ class SchedulerGauges:
     def add(self, parsed: ParsedDump) -> None:
         for name, (concept, label) in WINDOW_GAUGES.items():
             gauge: RunningGauge = getattr(self, name)
-            if gauge.store is not None:
-                continue
             if label is None:
                 gauge.add(names.value(parsed, concept))
             else:
